@@ -1,0 +1,63 @@
+"""Wiring: from a Config to a registry, a client, the areas and their scheduler."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry
+
+from exporter.auth import BearerCredential, Credential, PatCredential
+from exporter.builds import BuildsArea
+from exporter.client import AzureDevOpsClient
+from exporter.config import Config
+from exporter.projects import ProjectDirectory
+from exporter.refresh import Area, Scheduler, SnapshotCollector
+from exporter.selfmetrics import SelfMetrics
+
+
+def make_credential(config: Config) -> Credential:
+    if config.bearer_token_file:
+        return BearerCredential(path=config.bearer_token_file)
+    if config.bearer_token is not None:
+        return BearerCredential(token=config.bearer_token.reveal())
+    if config.pat_file:
+        return PatCredential(path=config.pat_file)
+    if config.pat is not None:
+        return PatCredential(token=config.pat.reveal())
+    raise ValueError("no credential configured")
+
+
+class Exporter:
+    """Everything that runs in one exporter process, minus the HTTP server."""
+
+    def __init__(self, config: Config, *, clock: Callable[[], float] = time.time,
+                 credential: Credential | None = None) -> None:
+        self.config = config
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.metrics = SelfMetrics(self.registry)
+        self.metrics.lookback_seconds.set(config.lookback)
+        self.credential = credential or make_credential(config)
+        self.client = AzureDevOpsClient(self.credential, self.metrics, timeout=config.request_timeout,
+                                        max_retries=config.max_retries)
+        enabled = [i for i in (config.intervals.builds, config.intervals.pull_requests,
+                               config.intervals.deployments, config.intervals.policies) if i > 0]
+        self.projects = ProjectDirectory(self.client, config.organization_url, config.projects, clock,
+                                         ttl=min(enabled, default=60.0) / 2)
+        self.areas: list[Area] = []
+        if config.intervals.builds > 0:
+            self.areas.append(BuildsArea(config, self.client, self.projects, clock))
+        self.registry.register(SnapshotCollector(self.areas))
+        self.scheduler = Scheduler(self.areas, self.metrics, clock=clock)
+
+    def refresh_all_once(self) -> dict[str, str | None]:
+        """Refresh every area once, in order; map area name -> error text (None on success)."""
+        errors: dict[str, str | None] = {}
+        for area in self.areas:
+            ok = self.scheduler.run_once(area)
+            errors[area.name] = None if ok else str(self.scheduler.status[area.name]["last_error"])
+        return errors
+
+    def close(self) -> None:
+        self.scheduler.stop()
+        self.client.close()

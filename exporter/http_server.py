@@ -1,0 +1,144 @@
+"""The exporter's HTTP server: /metrics, /healthz, /readyz and a small landing page.
+
+`/metrics` renders the registry, which reads published snapshots only; no Azure DevOps call happens
+during a scrape. Answers are gzip-compressed when the client asks for it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import html
+import logging
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from exporter import __version__
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_LINE = 8192
+REQUEST_TIMEOUT = 30.0
+
+
+class ExporterHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 64
+
+    def __init__(self, address: tuple[str, int], registry: CollectorRegistry,
+                 ready: Callable[[], bool], status: Callable[[], dict[str, dict[str, Any]]],
+                 extra_pages: dict[str, Callable[[], tuple[str, bytes]]] | None = None) -> None:
+        self.registry = registry
+        self.ready = ready
+        self.status = status
+        self.extra_pages = extra_pages or {}
+        super().__init__(address, _Handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: ExporterHTTPServer
+    protocol_version = "HTTP/1.1"
+    timeout = REQUEST_TIMEOUT  # a slow client cannot hold a thread for ever
+    server_version = f"azdo-exporter/{__version__}"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
+        log.debug("http %s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:  # noqa: N802 - name fixed by BaseHTTPRequestHandler
+        path = self.path.split("?", 1)[0]
+        try:
+            if path == "/metrics":
+                self._send(200, CONTENT_TYPE_LATEST, generate_latest(self.server.registry))
+            elif path == "/healthz":
+                self._send(200, "text/plain; charset=utf-8", b"ok\n")
+            elif path == "/readyz":
+                if self.server.ready():
+                    self._send(200, "text/plain; charset=utf-8", b"ready\n")
+                else:
+                    self._send(503, "text/plain; charset=utf-8",
+                               b"not ready: waiting for the first successful refresh of every collector\n")
+            elif path == "/":
+                self._send(200, "text/html; charset=utf-8", self._landing_page())
+            elif path in self.server.extra_pages:
+                content_type, body = self.server.extra_pages[path]()
+                self._send(200, content_type, body)
+            else:
+                self._send(404, "text/plain; charset=utf-8", b"not found\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except Exception:  # never let one request take the server down
+            log.exception("error serving %s", path)
+            try:
+                self._send(500, "text/plain; charset=utf-8", b"internal error\n")
+            except OSError:
+                pass
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._send(200 if self.path.split("?", 1)[0] in ("/", "/metrics", "/healthz") else 404,
+                   "text/plain; charset=utf-8", b"", head_only=True)
+
+    def _unsupported(self) -> None:
+        self._send(405, "text/plain; charset=utf-8", b"method not allowed\n", extra={"Allow": "GET, HEAD"})
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = _unsupported  # noqa: N815
+
+    def _send(self, code: int, content_type: str, body: bytes, head_only: bool = False,
+              extra: dict[str, str] | None = None) -> None:
+        accept = self.headers.get("Accept-Encoding", "") if self.headers else ""
+        if "gzip" in accept.lower() and len(body) > 512:
+            body = gzip.compress(body, compresslevel=5)
+            encoding = "gzip"
+        else:
+            encoding = ""
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if encoding:
+            self.send_header("Content-Encoding", encoding)
+            self.send_header("Vary", "Accept-Encoding")
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if not head_only:
+            self.wfile.write(body)
+
+    def _landing_page(self) -> bytes:
+        rows = []
+        for name, status in sorted(self.server.status().items()):
+            def when(value: Any) -> str:
+                if not isinstance(value, (int, float)):
+                    return "never"
+                return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(value))
+            error = status.get("last_error")
+            rows.append(
+                f"<tr><td>{html.escape(name)}</td><td>{when(status.get('last_success'))}</td>"
+                f"<td>{'OK' if not error else 'FAILING'}</td>"
+                f"<td>{html.escape(str(error)) if error else ''}</td></tr>"
+            )
+        extra_links = "".join(f'<li><a href="{html.escape(p)}">{html.escape(p)}</a></li>'
+                              for p in sorted(self.server.extra_pages))
+        page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>azdo-exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .8em;text-align:left}}</style></head>
+<body><h1>azdo-exporter {html.escape(__version__)}</h1>
+<ul><li><a href="/metrics">/metrics</a></li><li><a href="/healthz">/healthz</a></li>
+<li><a href="/readyz">/readyz</a></li>{extra_links}</ul>
+<h2>Collectors</h2>
+<table><tr><th>collector</th><th>last successful refresh</th><th>status</th><th>last error</th></tr>
+{''.join(rows)}</table></body></html>
+"""
+        return page.encode("utf-8")
+
+
+def start_server(server: ExporterHTTPServer) -> threading.Thread:
+    """Serve in a daemon thread; stop with `server.shutdown()` then `server.server_close()`."""
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
+                              name="http", daemon=True)
+    thread.start()
+    return thread
