@@ -1,0 +1,40 @@
+# azdo-exporter — the two commands: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv system-deps lint golden clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing python3-venv with apt-get"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
+	    rm -rf $(VENV); $(PYTHON) -m venv $(VENV); \
+	  else echo "python3 -m venv failed: install python3-venv (sudo apt-get install python3-venv)"; exit 1; fi; }
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+## Run the exporter against the built-in simulated organization on http://127.0.0.1:9862/metrics
+demo: venv
+	$(VENV)/bin/azdo-exporter --demo
+
+## Install what the tests need (system packages when root), then run the whole suite
+test: venv system-deps
+	$(PY) -m pytest -q
+
+system-deps:
+	@./scripts/system-deps.sh
+
+lint: venv
+	$(VENV)/bin/ruff check exporter tests
+	$(VENV)/bin/mypy exporter
+
+## Regenerate the golden exposition file (fixed seed, fixed clock)
+golden: venv
+	$(PY) -m tests.golden
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite needs (promtool, prometheus, alertmanager, amtool),
+# when they are missing and this shell can (root with apt-get). Otherwise it says what is missing;
+# the tests then skip locally, and fail under CI=true.
+set -u
+need=()
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+[ ${#need[@]} -eq 0 ] && exit 0
+mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  echo "system-deps: installing ${need[*]} with apt-get"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null || echo "system-deps: apt-get update failed" >&2
+  # --no-install-recommends keeps it small; the services are never started by the packages' users here.
+  if ! apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null; then
+    echo "system-deps: apt-get install ${need[*]} failed" >&2
+    exit 1
+  fi
+  # Debian starts the services after install; the tests start their own on loopback ports.
+  for svc in prometheus prometheus-alertmanager prometheus-node-exporter; do
+    (command -v systemctl >/dev/null && systemctl stop "$svc" 2>/dev/null) || true
+  done
+else
+  echo "system-deps: missing ${need[*]}: install with 'sudo apt-get install ${need[*]}' (tests that need them will skip; under CI=true they fail)" >&2
+fi
+exit 0
