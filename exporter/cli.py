@@ -167,9 +167,9 @@ def _serve(config: Config, extra_shutdown: list[Any] | None = None) -> int:
     return EXIT_OK
 
 
-def demo_config(organization_url: str, overrides: Mapping[str, Any]) -> Config:
+def demo_config(organization_url: str, overrides: Mapping[str, Any], pat: str = DEMO_PAT) -> Config:
     """The configuration the demo runs with: the simulator, short intervals, loopback listener."""
-    env = {"AZDO_ORG_URL": organization_url, "AZDO_PAT": DEMO_PAT}
+    env = {"AZDO_ORG_URL": organization_url, "AZDO_PAT": pat}
     settings: dict[str, Any] = {"listen": DEMO_LISTEN,
                                 "intervals": {"builds": "15s", "tests": "15s", "pull_requests": "30s",
                                               "policies": "60s", "deployments": "30s", "agent_pools": "15s",
