@@ -287,11 +287,11 @@ def test_determinism_same_seed_same_bytes() -> None:
             for project in ("Payments", "Platform"):
                 url = f"{s.base_url}/{project}/_apis/build/"
                 r = sess.get(url + "builds", params={**V, "queryOrder": "finishTimeDescending", "$top": 300})
-                parts.append(r.text.replace(str(s.port), "PORT"))
+                parts.append(r.text.replace(f"127.0.0.1:{s.port}", "HOST"))
                 r = sess.get(url + "definitions", params={**V, "includeLatestBuilds": "true"})
-                parts.append(r.text.replace(str(s.port), "PORT"))
+                parts.append(r.text.replace(f"127.0.0.1:{s.port}", "HOST"))
             projects = sess.get(s.base_url + "/_apis/projects", params=V).text
-            parts.append(projects.replace(str(s.port), "PORT"))
+            parts.append(projects.replace(f"127.0.0.1:{s.port}", "HOST"))
             sess.close()
         bodies.append("".join(parts))
     assert bodies[0] == bodies[1]
@@ -460,14 +460,22 @@ def test_rate_limit_headers_and_request_log(http: requests.Session, sim: Simulat
     assert sim.requests == []
 
 
+def read_all(s: socket.socket) -> str:
+    """Read until the server closes the connection."""
+    chunks = []
+    while chunk := s.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
 def test_malformed_requests_get_json_400(sim: SimulatorServer) -> None:
     with socket.create_connection(("127.0.0.1", sim.port), timeout=5) as s:
         s.sendall(b"GARBAGE\r\n\r\n")
-        data = s.recv(65536).decode()
+        data = read_all(s)
     assert data.startswith(("HTTP/1.1 400", "HTTP/1.0 400")) and '"typeKey"' in data
     with socket.create_connection(("127.0.0.1", sim.port), timeout=5) as s:
         s.sendall(b"GET /contoso/_apis/projects HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")
-        data = s.recv(65536).decode()
+        data = read_all(s)
     assert data.startswith("HTTP/1.1 400") and '"typeKey"' in data
     r = requests.get(sim.base_url + "/Payments/_apis/build/builds", params={**V, "$top": "lots"},
                      auth=("", "sim-pat"))

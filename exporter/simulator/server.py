@@ -522,6 +522,8 @@ class _Handler(BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Malformed requests (bad request line, headers) get a JSON error, not HTML."""
         body = json.dumps(wrapped_exception(message or HTTPStatus(code).phrase, "BadRequestException")).encode()
+        if self.request_version == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"  # a status line even for garbage request lines
         try:
             self.send_response(code)
             self.send_header("Content-Type", JSON_TYPE)
