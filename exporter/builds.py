@@ -213,9 +213,11 @@ class BuildsArea:
         params = {"statusFilter": "inProgress,notStarted", "queryOrder": "queueTimeDescending", "$top": PAGE_SIZE}
         for page in self._client.pages_by_token("builds", self._url(project, "build/builds"), params):
             for build in page:
-                definition = build.get("definition") or {}
-                pipeline_id, build_id = definition.get("id"), build.get("id")
-                if pipeline_id not in pipelines or build_id in seen_open:
+                definition = build.get("definition")
+                pipeline_id = definition.get("id") if isinstance(definition, dict) else None
+                build_id = build.get("id")
+                if not isinstance(pipeline_id, int) or pipeline_id not in pipelines or not isinstance(build_id, int) \
+                        or build_id in seen_open:
                     continue
                 seen_open.add(build_id)
                 status = str(build.get("status", "")).lower()
@@ -238,7 +240,9 @@ class BuildsArea:
                 label = pipeline_label(item.get("path"), name)
                 if not self._config.pipelines.matches(label):
                     continue
-                repository = item.get("repository") if isinstance(item.get("repository"), dict) else {}
+                repository = item.get("repository")
+                if not isinstance(repository, dict):
+                    repository = {}
                 pipelines[pipeline_id] = Pipeline(
                     pipeline_id, label, str(repository.get("name") or ""),
                     branch_name(repository.get("defaultBranch")),
@@ -246,8 +250,9 @@ class BuildsArea:
         return pipelines
 
     def _tracked_key(self, pipelines: dict[int, Pipeline], build: dict[str, Any]) -> tuple[int, str] | None:
-        definition = build.get("definition") or {}
-        pipeline = pipelines.get(definition.get("id"))  # type: ignore[arg-type]
+        definition = build.get("definition")
+        pipeline_id = definition.get("id") if isinstance(definition, dict) else None
+        pipeline = pipelines.get(pipeline_id) if isinstance(pipeline_id, int) else None
         if pipeline is None:
             return None
         branch = branch_name(build.get("sourceBranch"))
