@@ -427,6 +427,9 @@ def _builds(ctx: ApiContext, m: re.Match[str]) -> ApiResponse:
     """GET {project}/_apis/build/builds."""
     runs, token = query_builds(ctx)
     cache = _Cache(ctx)
+    projects = ctx.org._projects
+    # a pipeline deleted while this request ran: drop its builds rather than fail
+    runs = [r for r in runs if r.project_id in projects and r.pipeline_id in projects[r.project_id].pipelines]
     return list_response([build_json(ctx, r, cache) for r in runs], token)
 
 
