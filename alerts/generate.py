@@ -274,6 +274,7 @@ def alert_definitions() -> list[dict]:
     bypass_window = a["AzdoBranchPolicyBypassed"]["window"]
     stale = a["AzdoExporterStale"]
     bypassed_audit = 'azdo_audit_events_total{action="Git.RefUpdatePoliciesBypassed"}'
+    last_success = vec("azdo_exporter_last_refresh_success_timestamp_seconds", exporter)
     auth_errors = vec("azdo_exporter_refresh_errors_total", exporter, 'reason="auth"')
 
     return [
@@ -415,12 +416,12 @@ def alert_definitions() -> list[dict]:
         {
             "name": "AzdoExporterThrottled", "collector": None,
             "expr": expr(f"rate(azdo_exporter_throttled_total{{{exporter}}}"
-                         f"[{a['AzdoExporterThrottled']['rate_window']}]) > 0"),
+                         f"[{a['AzdoExporterThrottled']['rate_window']}]) * 60 > 0"),
             "meaning": "Azure DevOps has been rate-limiting the exporter continuously.",
             "summary": "Azure DevOps throttles azdo-exporter {{ $labels.instance }}",
             "description": "Azure DevOps has answered azdo-exporter {{ $labels.instance }} with throttling "
                            "(429 / Retry-After) for " + a["AzdoExporterThrottled"]["for"] +
-                           " ({{ $value | humanize }} per second).",
+                           " ({{ $value | printf \"%.1f\" }} throttled requests per minute).",
             "dashboard": dashboard("exporter"),
         },
         {
@@ -436,8 +437,12 @@ def alert_definitions() -> list[dict]:
         },
         {
             "name": "AzdoExporterStale", "collector": None,
-            "expr": expr(f"time() - azdo_exporter_last_refresh_success_timestamp_seconds{{{exporter}}} > "
-                         f"{stale['factor'] * seconds(stale['max_interval'])}"),
+            # A timestamp of 0 means "no success yet": AzdoExporterRefreshFailing covers that case.
+            "expr": expr(f"""
+                (time() - {last_success} > {stale['factor'] * seconds(stale['max_interval'])})
+                and
+                {last_success} > 0
+            """),
             "meaning": f"A collector has not refreshed successfully for {stale['factor']} x "
                        f"{stale['max_interval']}.",
             "summary": "azdo-exporter collector {{ $labels.collector }} has stale data",
