@@ -14,11 +14,14 @@ import hmac
 import ipaddress
 import logging
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import time as clock_time
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
@@ -28,6 +31,7 @@ __all__ = [
     "AREAS",
     "Config",
     "ConfigError",
+    "DigestConfig",
     "Intervals",
     "NameFilter",
     "Secret",
@@ -176,6 +180,31 @@ class Intervals:
         return float(getattr(self, area)) > 0
 
 
+DIGEST_TARGETS = ("slack", "teams", "webhook")
+DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class DigestConfig:
+    """The scheduled team digest (`digest:`); it is sent on schedule only when `to` is set.
+
+    `days` are weekday numbers (0 = Monday) in `time_zone`; `webhook_url` is a secret (the URL of a
+    Slack or Teams webhook grants posting); `state_file` remembers the last digest sent.
+    """
+
+    to: str | None = None
+    days: tuple[int, ...] = (0,)
+    time: clock_time = clock_time(9, 0)
+    time_zone: str = "UTC"
+    webhook_url: Secret | None = None
+    webhook_url_file: str | None = None
+    state_file: str | None = None
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+
 def _derive_urls(organization_url: str) -> tuple[str, str, str]:
     """(organization, release_url, audit_url) derived from an organization or collection URL."""
     parts = urlsplit(organization_url)
@@ -222,6 +251,7 @@ class Config:
     log_format: str = "text"
     request_timeout: float = 30.0
     max_retries: int = 3
+    digest: DigestConfig = field(default_factory=DigestConfig)
 
     def __post_init__(self) -> None:
         url = self.organization_url.rstrip("/")
@@ -270,18 +300,26 @@ _SCALAR_ENV: dict[str, str] = {
     "request_timeout": "AZDO_REQUEST_TIMEOUT",
     "max_retries": "AZDO_MAX_RETRIES",
     **{f"intervals.{a}": f"AZDO_INTERVAL_{a.upper()}" for a in AREAS},
+    "digest.to": "AZDO_DIGEST_TO",
+    "digest.time": "AZDO_DIGEST_TIME",
+    "digest.time_zone": "AZDO_DIGEST_TIME_ZONE",
+    "digest.webhook_url_file": "AZDO_DIGEST_WEBHOOK_URL_FILE",
+    "digest.state_file": "AZDO_DIGEST_STATE_FILE",
 }
 _LIST_ENV: dict[str, str] = {
     **{f"{f}.{part}": f"AZDO_{f.upper()}_{part.upper()}" for f in _FILTERS for part in ("include", "exclude")},
     "branches": "AZDO_BRANCHES",
     "broken_results": "AZDO_BROKEN_RESULTS",
     "production_environments": "AZDO_PRODUCTION_ENVIRONMENTS",
+    "digest.days": "AZDO_DIGEST_DAYS",
 }
-_SECRET_ENV: dict[str, str] = {"pat": "AZDO_PAT", "bearer_token": "AZDO_BEARER_TOKEN"}
+_SECRET_ENV: dict[str, str] = {"pat": "AZDO_PAT", "bearer_token": "AZDO_BEARER_TOKEN",
+                               "digest.webhook_url": "AZDO_DIGEST_WEBHOOK_URL"}
+_DIGEST_KEYS = ("to", "days", "time", "time_zone", "webhook_url_file", "state_file")
 _KNOWN_ENV = frozenset([*_SCALAR_ENV.values(), *_LIST_ENV.values(), *_SECRET_ENV.values()])
 # Reserved for later features; accepted and ignored.
-_RESERVED_KEYS = ("digest", "shards")
-_RESERVED_ENV_PREFIXES = ("AZDO_DIGEST", "AZDO_SHARD", "AZDO_WEB_")
+_RESERVED_KEYS = ("shards",)
+_RESERVED_ENV_PREFIXES = ("AZDO_SHARD", "AZDO_WEB_")
 _TOP_KEYS: tuple[str, ...] = tuple(
     dict.fromkeys([k.split(".")[0] for k in (*_SCALAR_ENV, *_LIST_ENV)] + list(_RESERVED_KEYS))
 )
@@ -355,6 +393,8 @@ class _FileReader:
                 self.filter(key, value)
             elif key == "intervals":
                 self.intervals(value)
+            elif key == "digest":
+                self.digest(value)
             elif key in _SCALAR_ENV:
                 self.scalar(key, value)
             elif key in _LIST_ENV:
@@ -382,6 +422,19 @@ class _FileReader:
                     f"intervals.{key}",
                     f"unknown area{_suggest(key, AREAS)}; areas: {', '.join(AREAS)}",
                 )
+
+    def digest(self, node: yaml.Node) -> None:
+        entries = self.mapping(node, "digest")
+        for key, key_node, value in entries or []:
+            if key == "webhook_url":
+                self.error(key_node, "digest.webhook_url", "secrets are not read from the configuration file; "
+                           "set the environment variable AZDO_DIGEST_WEBHOOK_URL or use digest.webhook_url_file")
+            elif key == "days":
+                self.list("digest.days", value)
+            elif key in _DIGEST_KEYS:
+                self.scalar(f"digest.{key}", value)
+            else:
+                self.error(key_node, f"digest.{key}", f"unknown key{_suggest(key, _DIGEST_KEYS)}")
 
     def scalar(self, name: str, node: yaml.Node) -> None:
         if not isinstance(node, yaml.ScalarNode):
@@ -481,10 +534,10 @@ def _read_overrides(overrides: Mapping[str, Any], errors: list[str]) -> dict[str
         where = f"--{name.replace('_', '-')}"
         if value is None:
             return
-        if isinstance(value, Mapping) and (name in _FILTERS or name == "intervals"):
+        if isinstance(value, Mapping) and (name in _FILTERS or name in ("intervals", "digest")):
             for key, sub in value.items():
                 add(f"{name}.{key}", sub)
-        elif name in _FILTERS or name == "intervals":
+        elif name in _FILTERS or name in ("intervals", "digest"):
             errors.append(f"{where}: expected a mapping")
         elif name in _SECRET_ENV:
             values[name] = _Raw(value.reveal() if isinstance(value, Secret) else str(value), where)
@@ -653,6 +706,67 @@ def _check_branch(item: str) -> str:
     return name
 
 
+def _check_digest_to(value: Any) -> str:
+    target = str(value).strip().lower()
+    if target not in DIGEST_TARGETS:
+        raise ValueError(f"unknown target '{value}'{_suggest(target, DIGEST_TARGETS)}; use slack, teams or webhook")
+    return target
+
+
+def _check_days(item: str) -> tuple[int, ...]:
+    key = item.strip().lower()
+    if key in ("daily", "every_day", "everyday", "all"):
+        return tuple(range(7))
+    if key == "weekdays":
+        return tuple(range(5))
+    if key == "weekends":
+        return (5, 6)
+    for number, name in enumerate(DAY_NAMES):
+        if key == name or (len(key) > 3 and key.startswith(name) and key.endswith("day")):
+            return (number,)
+    raise ValueError(f"unknown day '{item}'{_suggest(key[:3], DAY_NAMES)}; use mon, tue, wed, thu, fri, sat, sun, "
+                     "weekdays or daily")
+
+
+def _check_clock_time(value: Any) -> clock_time:
+    text = str(value).strip()
+    m = re.fullmatch(r"(\d{1,2}):(\d{2})", text)
+    if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+        raise ValueError(f"invalid time '{text}': use HH:MM on a 24-hour clock, e.g. \"09:00\"")
+    return clock_time(int(m.group(1)), int(m.group(2)))
+
+
+def _check_time_zone(value: Any) -> str:
+    name = str(value).strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone '{name}': use an IANA name such as Europe/Berlin, "
+                         "America/New_York or UTC") from None
+    return name
+
+
+def _check_state_file(value: Any) -> str:
+    path = str(value).strip()
+    directory = os.path.dirname(os.path.abspath(path))
+    if not path or path.endswith(("/", os.sep)) or not os.path.isdir(directory):
+        raise ValueError(f"'{path}': the directory for the digest state file does not exist")
+    return path
+
+
+def _check_webhook_url(text: str) -> str:
+    """The webhook URL itself is a secret: messages never show it."""
+    try:
+        parts = urlsplit(text)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError("not an http(s) URL (the value is not shown because it is a secret)")
+    return text
+
+
 class _Resolver:
     """Merges the sources by precedence and converts each setting, collecting errors."""
 
@@ -816,6 +930,7 @@ def load_config(
     log_format = r.scalar("log_format", _check_log_format, "text")
     request_timeout = r.scalar("request_timeout", _check_positive_duration, 30.0)
     max_retries = r.scalar("max_retries", _check_int, 3)
+    digest = _digest_config(r, errors, origin, require_credentials and file_ok)
 
     if errors or organization_url is None:
         raise ConfigError(_in_file_order(errors or [f"{origin}: organization_url: required"], path))
@@ -841,7 +956,47 @@ def load_config(
         log_format=log_format,
         request_timeout=request_timeout,
         max_retries=max_retries,
+        digest=digest,
     )
+
+
+def _digest_config(r: _Resolver, errors: list[str], origin: str, require_url: bool) -> DigestConfig:
+    """The `digest:` section; a scheduled digest (`to` set) needs a webhook URL and a state file."""
+    defaults = DigestConfig()
+    to = r.scalar("digest.to", _check_digest_to, None)
+    days = tuple(sorted({d for group in r.items("digest.days", _check_days, ((0,),)) for d in group}))
+    raw_days = r.raw("digest.days")
+    if raw_days is not None and not raw_days.value:
+        errors.append(f"{raw_days.where}: empty; name at least one day, e.g. [mon] or [weekdays]")
+    at = r.scalar("digest.time", _check_clock_time, defaults.time)
+    time_zone = r.scalar("digest.time_zone", _check_time_zone, defaults.time_zone)
+    state_file = r.scalar("digest.state_file", _check_state_file, None)
+    webhook_url: Secret | None = None
+    webhook_url_file: str | None = None
+    given = [(name, raw) for name in ("digest.webhook_url", "digest.webhook_url_file")
+             if (raw := r.raw(name)) is not None]
+    if len(given) > 1:
+        errors.append(f"{origin}: digest.webhook_url: given twice ({', '.join(raw.where for _, raw in given)}); "
+                      "set either AZDO_DIGEST_WEBHOOK_URL or digest.webhook_url_file")
+    for name, raw in given[:1]:
+        try:
+            if name == "digest.webhook_url":
+                webhook_url = Secret(_check_webhook_url(str(raw.value).strip()))
+            else:
+                webhook_url_file = str(raw.value).strip()
+                webhook_url = Secret(_check_webhook_url(_read_secret_file(webhook_url_file)))
+        except ValueError as exc:
+            errors.append(f"{raw.where}: {exc}")
+    if to is not None:
+        where = raw_to.where if (raw_to := r.raw("digest.to")) is not None else origin
+        if not given and require_url:
+            errors.append(f"{where}: digest.to is {to}, but no webhook URL is given; set AZDO_DIGEST_WEBHOOK_URL "
+                          "or digest.webhook_url_file")
+        if state_file is None:
+            errors.append(f"{where}: digest.to is {to}, but digest.state_file is not set; the state file records "
+                          "the last digest sent so that a restart never sends it twice")
+    return DigestConfig(to=to, days=days, time=at, time_zone=time_zone, webhook_url=webhook_url,
+                        webhook_url_file=webhook_url_file, state_file=state_file)
 
 
 def check_config_file(path: str, env: Mapping[str, str] | None = None) -> list[str]:

@@ -287,7 +287,7 @@ broken_results: [failed]
 production_environments: ["(?i)prod"]
 intervals: {{builds: 60s, tests: 60s, pull_requests: 5m, policies: 30m, deployments: 2m,
             agent_pools: 30s, audit: 10m}}        # an area set to 0 is disabled
-digest: {{anything: [goes, here]}}
+digest: {{days: [mon, fri], time: "09:00", time_zone: Europe/Berlin}}
 shards: 4
 """,
     )
