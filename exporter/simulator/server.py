@@ -537,6 +537,11 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
 
     def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str]) -> None:
+        # Record before answering, so a client that has its answer always finds its request logged.
+        pending = getattr(self, "_pending_record", None)
+        if pending is not None:
+            self._pending_record = None
+            self.server.sim.record(RecordedRequest(*pending, status))
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -584,6 +589,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             body = self.rfile.read(n)
         status = 500
+        self._pending_record: tuple[str, str, dict[str, str], dict[str, str]] | None = (
+            self.command, path, raw_params, _redact(headers))
         try:
             if path.startswith(CONTROL_PREFIX):
                 status = self._control(path, body)
@@ -600,7 +607,9 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 status = 0
         finally:
-            sim.record(RecordedRequest(self.command, path, raw_params, _redact(headers), status))
+            if self._pending_record is not None:  # no answer was sent (a reset connection)
+                self._pending_record = None
+                sim.record(RecordedRequest(self.command, path, raw_params, _redact(headers), status))
 
     def _control(self, path: str, body: bytes) -> int:
         """POST/DELETE /_simulator/faults (unauthenticated, for out-of-process tests)."""
