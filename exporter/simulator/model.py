@@ -16,13 +16,16 @@ seconds; comparisons that must be exact (continuation tokens) use integer 100 ns
 from __future__ import annotations
 
 import bisect
+import importlib
 import math
+import pkgutil
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 MINUTE = 60.0
 HOUR = 3600.0
@@ -339,6 +342,8 @@ class Organization:
         self._overrides: dict[int, Run] = {}
         self._next_pipeline_id = 1
         self._next_run_id = 1
+        #: data of other areas (git, releases, ...), kept by their own ``*_model`` modules under a key each
+        self.extensions: dict[str, Any] = {}
 
     # ---------------------------------------------------------------- construction
 
@@ -368,6 +373,7 @@ class Organization:
             raise ValueError(f"scale must be one of {', '.join(SCALES)}, not {scale!r}")
         org = cls(now_fn=now_fn, speed=speed, anchor=anchor, name=name, seed=seed, scale=scale)
         _populate(org)
+        _populate_extensions(org)
         org._stride = max(1, len(org._streams))
         org._next_run_id = EXPLICIT_ID_BASE
         return org
@@ -888,3 +894,18 @@ def _generic_project(org: Organization, name: str, n: int, periods: tuple[float,
                     pr_base=1000 + i * 500, fail_rate=0.15)
         if unit(h2, 16) < 0.15:
             _stream(org, pl, RELEASE_BRANCH, period=period * 4, duration=dur, fail_rate=0.02)
+
+
+def _populate_extensions(org: Organization) -> None:
+    """Let every sibling ``*_model`` module add its area's generated data (function ``populate(org)``).
+
+    Modules run in name order, after the builds area, so they can refer to its projects and pipelines.
+    """
+    import exporter.simulator as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda i: i.name):
+        if info.name.endswith("_model"):
+            module = importlib.import_module(f"{pkg.__name__}.{info.name}")
+            populate = getattr(module, "populate", None)
+            if callable(populate):
+                populate(org)
