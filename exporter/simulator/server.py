@@ -491,6 +491,7 @@ def _redact(headers: dict[str, str]) -> dict[str, str]:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    _pending_record: tuple[str, str, dict[str, str], dict[str, str]] | None = None
     protocol_version = "HTTP/1.1"
     server: _HTTPServer
 
@@ -538,10 +539,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str]) -> None:
         # Record before answering, so a client that has its answer always finds its request logged.
-        pending = getattr(self, "_pending_record", None)
+        pending = self._pending_record
         if pending is not None:
             self._pending_record = None
-            self.server.sim.record(RecordedRequest(*pending, status))
+            method, path, params, headers_seen = pending
+            self.server.sim.record(RecordedRequest(method, path, params, headers_seen, status))
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -589,8 +591,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             body = self.rfile.read(n)
         status = 500
-        self._pending_record: tuple[str, str, dict[str, str], dict[str, str]] | None = (
-            self.command, path, raw_params, _redact(headers))
+        self._pending_record = (self.command, path, raw_params, _redact(headers))
         try:
             if path.startswith(CONTROL_PREFIX):
                 status = self._control(path, body)
