@@ -501,22 +501,27 @@ def render_rules(groups: list[dict]) -> str:
                               allow_unicode=True)
 
 
+def _cell(text: object) -> str:
+    """A Markdown table cell: GitHub splits cells on `|`, even inside code spans."""
+    return str(text).replace("|", "\\|")
+
+
 def render_docs_tables() -> str:
     lines = [DOCS_BEGIN, "", "| alert | severity | fires when | `for` |", "|---|---|---|---|"]
     for alert in alert_definitions():
         settings = CONFIG["alerts"][alert["name"]]
         for_ = settings["for"] if seconds(settings["for"]) else "—"
         lines.append(f"| [{alert['name']}](#{anchor(alert['name'])}) | `{settings['severity']}` | "
-                     f"{alert['meaning']} | {for_} |")
+                     f"{_cell(alert['meaning'])} | {for_} |")
     lines += ["", "Thresholds and selectors (the `CONFIG` dict at the top of `alerts/generate.py`):", "",
               "| setting | value |", "|---|---|"]
     for key, value in CONFIG["selectors"].items():
-        lines.append(f"| `selectors.{key}` | `{value}` |" if value else f"| `selectors.{key}` | (none) |")
+        lines.append(f"| `selectors.{key}` | `{_cell(value)}` |" if value else f"| `selectors.{key}` | (none) |")
     lines.append(f"| `include_pipeline_default_branch` | `{CONFIG['include_pipeline_default_branch']}` |")
     for name, settings in CONFIG["alerts"].items():
         for key, value in settings.items():
             if key != "severity":
-                lines.append(f"| `alerts.{name}.{key}` | `{value}` |")
+                lines.append(f"| `alerts.{name}.{key}` | `{_cell(value)}` |")
     lines += ["", DOCS_END]
     return "\n".join(lines)
 
