@@ -26,6 +26,10 @@ MAX_REQUEST_LINE = 8192
 REQUEST_TIMEOUT = 30.0
 
 
+# An extra page's handler returns (content type, body) or (content type, body, extra response headers).
+ExtraPage = tuple[str, bytes] | tuple[str, bytes, dict[str, str]]
+
+
 class ExporterHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -33,7 +37,7 @@ class ExporterHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], registry: CollectorRegistry,
                  ready: Callable[[], bool], status: Callable[[], dict[str, dict[str, Any]]],
-                 extra_pages: dict[str, Callable[[], tuple[str, bytes]]] | None = None) -> None:
+                 extra_pages: dict[str, Callable[[], ExtraPage]] | None = None) -> None:
         self.registry = registry
         self.ready = ready
         self.status = status
@@ -66,8 +70,8 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/":
                 self._send(200, "text/html; charset=utf-8", self._landing_page())
             elif path in self.server.extra_pages:
-                content_type, body = self.server.extra_pages[path]()
-                self._send(200, content_type, body)
+                page = self.server.extra_pages[path]()
+                self._send(200, page[0], page[1], extra=page[2] if len(page) > 2 else None)
             else:
                 self._send(404, "text/plain; charset=utf-8", b"not found\n")
         except (BrokenPipeError, ConnectionResetError):
