@@ -1,4 +1,4 @@
-"""Command line: run the exporter, `--demo`, `--once`, `check-config FILE`, `simulate`."""
+"""Command line: run the exporter, `--demo`, `--once`, `check-config FILE`, `simulate`, `digest`."""
 
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ def _run_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="azdo-exporter",
         description="Prometheus exporter for the health of Azure DevOps delivery pipelines.",
-        epilog="Other commands: `azdo-exporter check-config FILE`, `azdo-exporter simulate --help`.",
+        epilog="Other commands: `azdo-exporter check-config FILE`, `azdo-exporter simulate --help`, "
+               "`azdo-exporter digest --help`.",
     )
     parser.add_argument("--config", metavar="FILE", help="YAML configuration file (settings also come from "
                         "AZDO_* environment variables)")
@@ -70,6 +71,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check_config(argv[1:])
     if argv and argv[0] == "simulate":
         return _simulate(argv[1:])
+    if argv and argv[0] == "digest":
+        from exporter.digest import digest_main
+
+        prometheus_client.disable_created_metrics()
+        return digest_main(argv[1:])
     args = _run_parser().parse_args(argv)
     prometheus_client.disable_created_metrics()  # *_created series add nothing to these metrics
     if args.demo:
@@ -136,11 +142,13 @@ def _once(config: Config) -> int:
 def _serve(config: Config, extra_shutdown: list[Any] | None = None) -> int:
     from exporter.app import Exporter
     from exporter.http_server import ExporterHTTPServer, start_server
+    from exporter.radiator import status_page
 
     exporter = Exporter(config)
     try:
         server = ExporterHTTPServer((config.listen_host, config.listen_port), exporter.registry,
-                                    exporter.scheduler.ready, lambda: dict(exporter.scheduler.status))
+                                    exporter.scheduler.ready, lambda: dict(exporter.scheduler.status),
+                                    extra_pages={"/status": lambda: status_page(exporter.registry, config)})
     except OSError as error:
         log.error("cannot listen on %s:%s: %s", config.listen_host, config.listen_port, error.strerror)
         exporter.close()
@@ -155,9 +163,17 @@ def _serve(config: Config, extra_shutdown: list[Any] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     start_server(server)
     exporter.scheduler.start()
+    digest = None
+    if config.digest.to:
+        from exporter.digest import DigestService
+
+        digest = DigestService(config, exporter.registry, exporter.registry, exporter.scheduler.ready)
+        digest.start()
     log.info("azdo-exporter %s serving on http://%s:%s/metrics for %s", __version__, config.listen_host,
              config.listen_port, config.organization_url)
     stop.wait()
+    if digest is not None:
+        digest.stop()
     server.shutdown()
     server.server_close()
     exporter.close()
