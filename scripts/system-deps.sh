@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite needs (promtool, prometheus, alertmanager, amtool),
+# Installs the Debian packages the test suite needs (promtool, prometheus, alertmanager, amtool,
+# chromium for the radiator's rendering test),
 # when they are missing and this shell can (root with apt-get). Otherwise it says what is missing;
 # the tests then skip locally, and fail under CI=true.
 set -u
@@ -8,6 +9,7 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
