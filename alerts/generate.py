@@ -217,11 +217,12 @@ def recording_groups() -> list[dict]:
 # ---------------------------------------------------------------------------------------------------
 # Alerting rules.
 # ---------------------------------------------------------------------------------------------------
+# uid and slug of the dashboards in grafana/ (Grafana finds a dashboard by uid; the slug is cosmetic).
 DASHBOARDS = {
     "health": "/d/azdo-pipeline-health/pipeline-health",
     "detail": "/d/azdo-pipeline-detail/pipeline-detail",
-    "review": "/d/azdo-code-review/code-review",
-    "delivery": "/d/azdo-delivery/delivery",
+    "review": "/d/azdo-code-review/code-review-and-compliance",
+    "delivery": "/d/azdo-delivery/delivery-and-dora",
     "exporter": "/d/azdo-exporter/exporter",
 }
 
@@ -401,7 +402,7 @@ def alert_definitions() -> list[dict]:
             "summary": "azdo-exporter {{ $labels.instance }} is down",
             "description": "Prometheus job {{ $labels.job }} has failed to scrape azdo-exporter at "
                            "{{ $labels.instance }} for " + a["AzdoExporterDown"]["for"] + ".",
-            "dashboard": dashboard("exporter"),
+            "dashboard": dashboard("exporter", "instance"),
         },
         {
             "name": "AzdoExporterRefreshFailing", "collector": None,
@@ -411,7 +412,7 @@ def alert_definitions() -> list[dict]:
             "description": "The {{ $labels.collector }} collector of azdo-exporter {{ $labels.instance }} has "
                            f"failed every refresh for {a['AzdoExporterRefreshFailing']['for']}; it serves its "
                            "last good numbers.",
-            "dashboard": dashboard("exporter"),
+            "dashboard": dashboard("exporter", "instance"),
         },
         {
             "name": "AzdoExporterThrottled", "collector": None,
@@ -422,7 +423,7 @@ def alert_definitions() -> list[dict]:
             "description": "Azure DevOps has answered azdo-exporter {{ $labels.instance }} with throttling "
                            "(429 / Retry-After) for " + a["AzdoExporterThrottled"]["for"] +
                            " ({{ $value | printf \"%.1f\" }} throttled requests per minute).",
-            "dashboard": dashboard("exporter"),
+            "dashboard": dashboard("exporter", "instance"),
         },
         {
             "name": "AzdoExporterAuthFailing", "collector": None,
@@ -433,7 +434,7 @@ def alert_definitions() -> list[dict]:
                            "authentication errors from Azure DevOps in the last "
                            f"{a['AzdoExporterAuthFailing']['window']}: the token is missing, expired, revoked "
                            "or lacks a scope.",
-            "dashboard": dashboard("exporter"),
+            "dashboard": dashboard("exporter", "instance"),
         },
         {
             "name": "AzdoExporterStale", "collector": None,
@@ -449,7 +450,7 @@ def alert_definitions() -> list[dict]:
             "description": "The last successful refresh of the {{ $labels.collector }} collector of "
                            "azdo-exporter {{ $labels.instance }} was {{ $value | humanizeDuration }} ago "
                            f"(threshold {stale['factor']} x {stale['max_interval']}).",
-            "dashboard": dashboard("exporter"),
+            "dashboard": dashboard("exporter", "instance"),
         },
     ]
 
