@@ -208,8 +208,13 @@ def link(title: str, url: str) -> dict[str, object]:
 
 def table_panel(title: str, targets: list, description: str, *, rename: dict[str, str],
                 columns: list[tuple[str, list[models.DynamicConfigValue]]] = (), sort_by: str = "",
-                width: int = 24, height: int = 8, hide: tuple[str, ...] = ()) -> table.Panel:
-    """A table from instant queries in table format, merged on their labels, with renamed columns."""
+                width: int = 24, height: int = 8, hide: tuple[str, ...] = (),
+                link_only: tuple[str, ...] = ()) -> table.Panel:
+    """A table from instant queries in table format, merged on their labels, with renamed columns.
+
+    `hide` drops columns; `link_only` columns stay in the data (data links read them through
+    ${__data.fields.NAME}) but are not shown.
+    """
     transformations = []
     if len(targets) > 1:
         transformations.append(models.DataTransformerConfig(id_val="merge", options={}))
@@ -233,6 +238,8 @@ def table_panel(title: str, targets: list, description: str, *, rename: dict[str
         panel = panel.with_target(target)
     for name, properties in columns:
         panel = panel.override_by_name(name, properties)
+    for name in link_only:
+        panel = panel.override_by_name(name, [models.DynamicConfigValue(id_val="custom.hidden", value=True)])
     return panel
 
 
@@ -330,7 +337,7 @@ def pipeline_health() -> dash.Dashboard:
                     "Value #A": "Broken for", "Value #B": "Broken since", "Value #C": "Failures in a row"},
             columns=[column("Broken for", unit="s"), column("Broken since", unit="dateTimeAsIso"),
                      column("Failures in a row", unit="short"), PIPELINE_COLUMN_LINKS],
-            hide=("pipeline_id",), sort_by="Broken for"))
+            link_only=("pipeline_id",), sort_by="Broken for"))
         .with_row(row("Lookback window"))
         .with_panel(bar_gauge_panel(
             "Success ratio by pipeline and branch",
@@ -385,7 +392,7 @@ def pipeline_health() -> dash.Dashboard:
             "Rule 2: automated acceptance tests run in the pipeline. These branches' latest completed run "
             "published no test results.",
             rename={"project": "Project", "pipeline": "Pipeline", "branch": "Branch"},
-            columns=[PIPELINE_COLUMN_LINKS], hide=("pipeline_id", "Value"), width=12, height=10))
+            columns=[PIPELINE_COLUMN_LINKS], hide=("Value",), link_only=("pipeline_id",), width=12, height=10))
         .with_row(row("Trends"))
         .with_panel(timeseries_panel(
             "Broken branches by project",
@@ -458,7 +465,7 @@ def pipeline_detail() -> dash.Dashboard:
             rename={"project": "Project", "pipeline": "Pipeline", "branch": "Branch", "result": "Result",
                     "Value #B": "Duration", "Value #C": "Finished"},
             columns=[column("Duration", unit="s"), column("Finished", unit="dateTimeAsIso"), PIPELINE_COLUMN_LINKS],
-            hide=("pipeline_id", "Value #A")))
+            hide=("Value #A",), link_only=("pipeline_id",)))
         .with_row(row("Over time"))
         .with_panel(timeseries_panel(
             "Broken by branch", [query(f"max by (branch) (azdo_pipeline_broken{{{sel}}})", legend="{{branch}}")],

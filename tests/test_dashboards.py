@@ -304,6 +304,12 @@ def test_links_back_to_azure_devops_carry_the_pipeline_id(file_name: str) -> Non
     """A panel linking to a build definition joins azdo_pipeline_info, the only series with pipeline_id."""
     model = DASHBOARDS[file_name]
     for panel in data_panels(model):
+        # A field that a data link reads must still be in the data: hidden, not excluded by "organize".
+        excluded = {name for t in panel.get("transformations", []) if t.get("id") == "organize"
+                    for name, on in t.get("options", {}).get("excludeByName", {}).items() if on}
+        read = {name for text in all_strings(panel.get("fieldConfig", {}))
+                for name in re.findall(r"\$\{__data\.fields\.([A-Za-z_]\w*)", text)}
+        assert not read & excluded, f"{file_name}: panel {panel['title']!r}: links read excluded {read & excluded}"
         links = [text for text in all_strings(panel.get("fieldConfig", {})) if "definitionId=" in text]
         if not links:
             continue
@@ -324,8 +330,10 @@ def test_alert_dashboard_urls_point_at_existing_dashboards_and_variables() -> No
         url = rule.get("annotations", {}).get("dashboard_url")
         if not url:
             continue
-        match = re.search(r"/d/([^/?]+)", url)
+        match = re.search(r"/d/([^/?]+)(?:/([^/?]+))?", url)
         assert match and match.group(1) in by_uid, f"alerts/{file_name}: {rule.get('alert')}: {url}"
+        slug = re.sub(r"[^a-z0-9]+", "-", by_uid[match.group(1)]["title"].lower()).strip("-")
+        assert match.group(2) in (None, slug), f"{rule.get('alert')}: slug {match.group(2)!r}, title gives {slug!r}"
         defined = {v["name"] for v in by_uid[match.group(1)].get("templating", {}).get("list", [])}
         for name in re.findall(r"[?&]var-([A-Za-z_][A-Za-z0-9_]*)=", url):
             assert name in defined, f"{rule.get('alert')}: dashboard {match.group(1)} has no variable {name!r}"
