@@ -32,6 +32,7 @@ API_VERSION_PREVIEW = "7.1-preview.1"
 
 MAX_PAGES = 10_000  # a guard against a server that pages forever with fresh tokens
 MAX_RETRY_AFTER = 300.0  # never sleep longer than this on one Retry-After
+SELF_THROTTLE_MAX = 30.0  # the longest pause taken after an answer that reports X-RateLimit-Delay
 
 
 class ApiError(Exception):
@@ -191,9 +192,14 @@ class AzureDevOpsClient:
         delay = headers.get("X-RateLimit-Delay")
         if delay:
             try:
-                self._metrics.rate_limit_delay.inc(max(0.0, float(delay)))
+                seconds = max(0.0, float(delay))
             except ValueError:
-                pass
+                seconds = 0.0
+            if seconds > 0:
+                self._metrics.rate_limit_delay.inc(seconds)
+                # Azure DevOps is already slowing us down: pause as long before the next request, so the
+                # exporter's own pace drops instead of piling more delayed requests onto the identity.
+                self._note_retry_after(min(seconds, SELF_THROTTLE_MAX))
         retry_after = _retry_after_seconds(headers.get("Retry-After"))
         if retry_after is not None:
             self._note_retry_after(retry_after)

@@ -193,3 +193,15 @@ def test_rate_limit_headers_become_self_metrics(sim: SimulatorServer) -> None:
     client.get("projects", f"{sim.base_url}/_apis/projects")
     text = [m for m in registry.collect() if m.name == "azdo_exporter_rate_limit_remaining"][0]
     assert len(text.samples) == 1 and text.samples[0].value >= 0
+
+
+def test_rate_limit_delay_header_slows_the_next_request(sim: SimulatorServer) -> None:
+    sleep = RecordingSleep()
+    client, registry = make_client(sleep=sleep)
+    sim.rate_limit_delay = 2.5
+    client.get("projects", f"{sim.base_url}/_apis/projects")
+    assert registry.get_sample_value("azdo_exporter_rate_limit_delay_seconds_total") == 2.5
+    assert sleep.calls == []
+    sim.rate_limit_delay = 0.0
+    client.get("projects", f"{sim.base_url}/_apis/projects")
+    assert len(sleep.calls) == 1 and 2.0 <= sleep.calls[0] <= 2.5  # paused before asking again

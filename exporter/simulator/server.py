@@ -367,6 +367,8 @@ class SimulatorServer:
         self.rate_limit_headers = rate_limit_headers
         self.faults = FaultSet()
         self.routes = discover_routes()
+        #: when > 0, every answer carries `X-RateLimit-Delay` with this many seconds
+        self.rate_limit_delay = 0.0
         self.requests: list[RecordedRequest] = []
         self._requests_lock = threading.Lock()
         self._window: collections.deque[float] = collections.deque()
@@ -449,12 +451,15 @@ class SimulatorServer:
                 self._window.popleft()
             used = len(self._window) * RATE_LIMIT_COST
         remaining = 0 if blocked else max(0, int(RATE_LIMIT - used))
-        return {
+        values = {
             "X-RateLimit-Resource": "ATCPU",
             "X-RateLimit-Limit": str(RATE_LIMIT),
             "X-RateLimit-Remaining": str(remaining),
             "X-RateLimit-Reset": str(int(time.time() + RATE_LIMIT_WINDOW)),
         }
+        if self.rate_limit_delay > 0:  # Azure DevOps reports how long it delayed this request
+            values["X-RateLimit-Delay"] = f"{self.rate_limit_delay:.3f}"
+        return values
 
     # ---------------------------------------------------------------- auth
 
@@ -639,6 +644,21 @@ class _Handler(BaseHTTPRequestHandler):
                 listed = [{f.name: getattr(x, f.name) for f in fields(x)} for x in sim.faults.list()]
                 self._send(200, json.dumps(listed).encode(), JSON_TYPE, {})
                 return 200
+        if path.rstrip("/") in ("/_simulator/projects", "/_simulator/clock") and self.command == "POST":
+            try:
+                data = json.loads(body or b"{}")
+                if not isinstance(data, dict):
+                    raise ValueError("expected a JSON object")
+                if path.rstrip("/") == "/_simulator/projects":
+                    answer = _control_projects(sim.org, data)
+                else:
+                    answer = _control_clock(sim.org, data)
+            except (ValueError, TypeError, KeyError) as e:
+                err = ApiError(400, f"Bad control request: {e}", "ArgumentException").response()
+                self._send(400, err.encode(), JSON_TYPE, {})
+                return 400
+            self._send(200, json.dumps(answer).encode(), JSON_TYPE, {})
+            return 200
         err = ApiError(404, f"No simulator control endpoint {path}.", "NotFoundException").response()
         self._send(404, err.encode(), JSON_TYPE, {})
         return 404
@@ -792,6 +812,42 @@ class _Handler(BaseHTTPRequestHandler):
             token = resp.headers.get("x-ms-continuationtoken") or raw_params.get("continuationToken") or "1"
             resp.headers["x-ms-continuationtoken"] = token
         return resp
+
+
+def _control_projects(org: Organization, data: dict[str, Any]) -> dict[str, Any]:
+    """``{"add": [names], "remove": [names]}``: an added project gets one pipeline (``ci``, tracked
+    ``main``) with one succeeded run; removing deletes the project with everything in it."""
+    add, remove = data.get("add", []), data.get("remove", [])
+    if not isinstance(add, list) or not isinstance(remove, list) or \
+            not all(isinstance(n, str) and n for n in [*add, *remove]):
+        raise ValueError("'add' and 'remove' must be lists of project names")
+    with org.lock:
+        for name in remove:
+            if org.project(name) is not None:
+                org.remove_project(name)
+        for name in add:
+            if org.project(name) is None:
+                org.add_project(name)
+                pipeline = org.add_pipeline(name, "ci", repository=name)
+                now = org.now()
+                org.add_run(name, pipeline.id, result="succeeded", queue_time=now - 300, start_time=now - 240,
+                            finish_time=now - 60)
+        return {"projects": [p.name for p in org.projects]}
+
+
+def _control_clock(org: Organization, data: dict[str, Any]) -> dict[str, Any]:
+    """``{"advance": seconds}`` makes simulated time leap forward; ``{"speed": x}`` changes the speed
+    from now on. Simulated time never jumps back."""
+    advance = float(data.get("advance", 0.0))
+    speed = float(data.get("speed", org.speed))
+    if advance < 0 or speed <= 0:
+        raise ValueError("'advance' must be >= 0 and 'speed' > 0")
+    with org.lock:
+        target = org.now() + advance
+        # now() = anchor + (clock - clock0) * speed: move clock0 so that now() == target at this speed
+        org.speed = speed
+        org._clock0 = org._now_fn() - (target - org.anchor) / speed
+        return {"now": org.now(), "speed": org.speed}
 
 
 def _accept_version(accept: str) -> str | None:
