@@ -101,7 +101,7 @@ class DigestService:
     """
 
     def __init__(self, config: Config, source: Collector, registry: CollectorRegistry, ready: Callable[[], bool],
-                 *, clock: Callable[[], float] = time.time, attempts: int = 5, backoff: float = 2.0,
+                 *, clock: Callable[[], float] | None = None, attempts: int = 5, backoff: float = 2.0,
                  sleep: Callable[[float], None] | None = None) -> None:
         if config.digest.to is None or config.digest.state_file is None:
             raise ValueError("the scheduled digest needs digest.to and digest.state_file")
@@ -109,7 +109,7 @@ class DigestService:
         self.digest_config = config.digest
         self.source = source
         self.ready = ready
-        self.clock = clock
+        self.clock: Callable[[], float] = clock or (lambda: time.time())  # looked up per call (freezegun)
         self.attempts = attempts
         self.backoff = backoff
         self.instance = uuid.uuid4().hex

@@ -48,7 +48,7 @@ def _change(figure: Figure) -> str:
     elif figure.kind == "per_day":
         amount = f"{delta:+.2f}/day"
     else:
-        amount = ("+" if delta > 0 else "−") + human_duration(abs(delta))
+        amount = ("+" if delta > 0 else "-") + human_duration(abs(delta))
     return f"{arrow} {amount}, {trend}"
 
 
@@ -68,7 +68,7 @@ def _summary(digest: Digest) -> str:
 
 
 def _window(digest: Digest) -> str:
-    return f" (last {human_duration(digest.lookback)})" if digest.lookback else ""
+    return f", last {human_duration(digest.lookback)}" if digest.lookback else ""
 
 
 def _fixed_words(item: FixedItem) -> str:

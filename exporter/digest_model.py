@@ -272,7 +272,7 @@ def _figures(snapshot: TeamSnapshot, previous: DigestState) -> tuple[list[Figure
                               True))
     fixes, _ = snapshot.window_fixes()
     figures.append(Figure("mean_time_to_fix", "Mean time to fix", "duration", snapshot.mean_time_to_fix,
-                          prev.get("mean_time_to_fix"), f"{fixes} broken periods ended", False))
+                          prev.get("mean_time_to_fix"), f"{fixes} fixes in the window", False))
     dora = None
     if snapshot.dora is not None:
         d = snapshot.dora
