@@ -7,11 +7,14 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
+from exporter.audit import AuditArea
 from exporter.auth import BearerCredential, Credential, PatCredential
 from exporter.builds import BuildsArea
 from exporter.client import AzureDevOpsClient
 from exporter.config import Config
+from exporter.policies import PoliciesArea
 from exporter.projects import ProjectDirectory
+from exporter.pull_requests import PullRequestsArea
 from exporter.refresh import Area, Scheduler, SnapshotCollector
 from exporter.selfmetrics import SelfMetrics
 
@@ -47,6 +50,12 @@ class Exporter:
         self.areas: list[Area] = []
         if config.intervals.builds > 0:
             self.areas.append(BuildsArea(config, self.client, self.projects, clock))
+        if config.intervals.pull_requests > 0:
+            self.areas.append(PullRequestsArea(config, self.client, self.projects, clock))
+        if config.intervals.policies > 0:
+            self.areas.append(PoliciesArea(config, self.client, self.projects, clock))
+        if config.intervals.audit > 0:
+            self.areas.append(AuditArea(config, self.client, clock))
         self.registry.register(SnapshotCollector(self.areas))
         self.scheduler = Scheduler(self.areas, self.metrics, clock=clock)
 
