@@ -12,7 +12,7 @@ Only enabled, blocking, not deleted configurations count.
 Tracked branches of a repository: its default branch, plus every literal name among the configured
 `branches` (no wildcard) that a policy scope names exactly for that repository. Branch lists are not
 read (that would cost one request per repository), so a configured name that no policy names is not
-reported: it could be a branch that does not exist.
+reported: it could be a branch that does not exist. An empty repository (no default branch) has none.
 
 A project's refresh fetches everything first and applies it only if every request succeeded.
 """
@@ -158,9 +158,9 @@ class PoliciesArea:
 
     def tracked_branches(self, repository: Repository, policies: list[Policy]) -> list[str]:
         """The repository's default branch plus configured literal names that a policy names exactly."""
-        branches: list[str] = []
-        if repository.default_branch is not None:
-            branches.append(repository.default_branch)
+        if repository.default_branch is None:  # an empty repository has no branch at all
+            return []
+        branches = [repository.default_branch]
         named: set[str] = set()
         for policy in policies:
             for scope in policy.scopes:
