@@ -8,10 +8,12 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry
 
 from exporter.audit import AuditArea
+from exporter.agent_pools import AgentPoolsArea
 from exporter.auth import BearerCredential, Credential, PatCredential
 from exporter.builds import BuildsArea
 from exporter.client import AzureDevOpsClient
 from exporter.config import Config
+from exporter.deployments import DeploymentsArea
 from exporter.policies import PoliciesArea
 from exporter.projects import ProjectDirectory
 from exporter.pull_requests import PullRequestsArea
@@ -50,6 +52,10 @@ class Exporter:
         self.areas: list[Area] = []
         if config.intervals.builds > 0:
             self.areas.append(BuildsArea(config, self.client, self.projects, clock))
+        if config.intervals.deployments > 0:
+            self.areas.append(DeploymentsArea(config, self.client, self.projects, clock))
+        if config.intervals.agent_pools > 0:
+            self.areas.append(AgentPoolsArea(config, self.client, clock))
         if config.intervals.pull_requests > 0:
             self.areas.append(PullRequestsArea(config, self.client, self.projects, clock))
         if config.intervals.policies > 0:
