@@ -1,7 +1,8 @@
 """The exporter's HTTP server: /metrics, /healthz, /readyz and a small landing page.
 
-`/metrics` renders the registry, which reads published snapshots only; no Azure DevOps call happens
-during a scrape. Answers are gzip-compressed when the client asks for it.
+`/metrics` serves published snapshots only; no Azure DevOps call happens during a scrape. Each area's
+snapshot is rendered to text (and gzip) once per refresh and cached; a scrape renders only the small
+live self-metrics and sends the cached bytes after them. Answers are gzip-compressed when the client asks for it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import gzip
 import html
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -16,9 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from exporter import __version__
+from exporter.refresh import exposition_parts
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,15 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = REQUEST_TIMEOUT  # a slow client cannot hold a thread for ever
     server_version = f"azdo-exporter/{__version__}"
 
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and the
+        # client's delayed ACK can add ~40 ms to an answer.
+        try:
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
         log.debug("http %s %s", self.address_string(), format % args)
 
@@ -58,7 +70,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         try:
             if path == "/metrics":
-                self._send(200, CONTENT_TYPE_LATEST, generate_latest(self.server.registry))
+                self._send_metrics()
             elif path == "/healthz":
                 self._send(200, "text/plain; charset=utf-8", b"ok\n")
             elif path == "/readyz":
@@ -111,6 +123,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if not head_only:
             self.wfile.write(body)
+
+    def _send_metrics(self) -> None:
+        """Self-metrics rendered now plus each area's snapshot rendered once per refresh (cached bytes,
+        or cached gzip members: a gzip stream may be several members, RFC 1952), sent part by part."""
+        accept = self.headers.get("Accept-Encoding", "") if self.headers else ""
+        want_gzip = "gzip" in accept.lower()
+        parts = exposition_parts(self.server.registry, want_gzip)
+        self.send_response(200)
+        self.send_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.send_header("Content-Length", str(sum(len(part) for part in parts)))
+        if want_gzip:
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Vary", "Accept-Encoding")
+        self.end_headers()
+        for part in parts:
+            self.wfile.write(part)
 
     def _landing_page(self) -> bytes:
         rows = []
