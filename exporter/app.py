@@ -19,9 +19,20 @@ from exporter.projects import ProjectDirectory
 from exporter.pull_requests import PullRequestsArea
 from exporter.refresh import Area, Scheduler, SnapshotCollector
 from exporter.selfmetrics import SelfMetrics
+from exporter.sharding import ORG_LEVEL_AREAS
+
+
+def area_enabled(config: Config, area: str) -> bool:
+    """True when `area` runs in this process: its interval is above 0 and, for the organization-wide
+    areas (agent pools, audit), this is shard 0 (see exporter/sharding.py)."""
+    return config.intervals.enabled(area) and (area not in ORG_LEVEL_AREAS or config.shard.runs_org_level())
 
 
 def make_credential(config: Config) -> Credential:
+    if config.entra is not None:
+        from exporter.entra import make_entra_credential
+
+        return make_entra_credential(config.entra)
     if config.bearer_token_file:
         return BearerCredential(path=config.bearer_token_file)
     if config.bearer_token is not None:
@@ -48,19 +59,19 @@ class Exporter:
         enabled = [i for i in (config.intervals.builds, config.intervals.pull_requests,
                                config.intervals.deployments, config.intervals.policies) if i > 0]
         self.projects = ProjectDirectory(self.client, config.organization_url, config.projects, clock,
-                                         ttl=min(enabled, default=60.0) / 2)
+                                         ttl=min(enabled, default=60.0) / 2, shard=config.shard)
         self.areas: list[Area] = []
         if config.intervals.builds > 0:
             self.areas.append(BuildsArea(config, self.client, self.projects, clock))
         if config.intervals.deployments > 0:
             self.areas.append(DeploymentsArea(config, self.client, self.projects, clock))
-        if config.intervals.agent_pools > 0:
+        if area_enabled(config, "agent_pools"):
             self.areas.append(AgentPoolsArea(config, self.client, clock))
         if config.intervals.pull_requests > 0:
             self.areas.append(PullRequestsArea(config, self.client, self.projects, clock))
         if config.intervals.policies > 0:
             self.areas.append(PoliciesArea(config, self.client, self.projects, clock))
-        if config.intervals.audit > 0:
+        if area_enabled(config, "audit"):
             self.areas.append(AuditArea(config, self.client, clock))
         self.registry.register(SnapshotCollector(self.areas))
         self.scheduler = Scheduler(self.areas, self.metrics, clock=clock)

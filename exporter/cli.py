@@ -50,6 +50,8 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--demo", action="store_true", help="run against a built-in simulated organization")
     parser.add_argument("--once", action="store_true", help="refresh every collector once, print the "
                         "exposition to stdout and exit (1 if a collector failed)")
+    parser.add_argument("--shard", metavar="INDEX/COUNT", help="collect only this replica's share of the "
+                        "projects (0-based, e.g. 0/3); organization-wide areas run on shard 0 only")
     parser.add_argument("--version", action="version", version=f"azdo-exporter {__version__}")
     return parser
 
@@ -62,6 +64,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["log_level"] = args.log_level
     if args.log_format:
         out["log_format"] = args.log_format
+    if getattr(args, "shard", None):
+        out["shard"] = args.shard
     return out
 
 

@@ -25,6 +25,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
+from exporter.sharding import Shard, parse_shard
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DigestConfig",
+    "EntraConfig",
     "Intervals",
     "NameFilter",
     "Secret",
@@ -205,6 +208,27 @@ class DigestConfig:
         return ZoneInfo(self.time_zone)
 
 
+ENTRA_CREDENTIALS = ("default", "managed_identity", "workload_identity", "client_secret", "client_certificate",
+                     "environment", "azure_cli")
+_ENTRA_KEYS = ("method", "credential", "client_id", "tenant_id", "client_secret_file", "client_certificate_file")
+
+
+@dataclass(frozen=True)
+class EntraConfig:
+    """Sign-in with Microsoft Entra ID through azure-identity (`auth: {method: entra, ...}`).
+
+    `credential` picks the azure-identity class (`default` = DefaultAzureCredential, which also reads
+    AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_CLIENT_SECRET, AZURE_FEDERATED_TOKEN_FILE, ...). Secrets come
+    from files only (`client_secret_file`) or from azure-identity's own environment variables.
+    """
+
+    credential: str = "default"
+    client_id: str | None = None
+    tenant_id: str | None = None
+    client_secret_file: str | None = None
+    client_certificate_file: str | None = None
+
+
 def _derive_urls(organization_url: str) -> tuple[str, str, str]:
     """(organization, release_url, audit_url) derived from an organization or collection URL."""
     parts = urlsplit(organization_url)
@@ -252,6 +276,10 @@ class Config:
     request_timeout: float = 30.0
     max_retries: int = 3
     digest: DigestConfig = field(default_factory=DigestConfig)
+    shard: Shard = field(default_factory=Shard)
+    web_config_file: str | None = None
+    web_config: Any = None  # exporter.web_config.WebConfig, parsed and checked at load time
+    entra: EntraConfig | None = None
 
     def __post_init__(self) -> None:
         url = self.organization_url.rstrip("/")
@@ -299,6 +327,9 @@ _SCALAR_ENV: dict[str, str] = {
     "log_format": "AZDO_LOG_FORMAT",
     "request_timeout": "AZDO_REQUEST_TIMEOUT",
     "max_retries": "AZDO_MAX_RETRIES",
+    "shard": "AZDO_SHARD",
+    "web_config_file": "AZDO_WEB_CONFIG_FILE",
+    **{f"auth.{k}": f"AZDO_AUTH_{k.upper()}" if k != "method" else "AZDO_AUTH" for k in _ENTRA_KEYS},
     **{f"intervals.{a}": f"AZDO_INTERVAL_{a.upper()}" for a in AREAS},
     "digest.to": "AZDO_DIGEST_TO",
     "digest.time": "AZDO_DIGEST_TIME",
@@ -395,6 +426,8 @@ class _FileReader:
                 self.intervals(value)
             elif key == "digest":
                 self.digest(value)
+            elif key == "auth":
+                self.auth(value)
             elif key in _SCALAR_ENV:
                 self.scalar(key, value)
             elif key in _LIST_ENV:
@@ -435,6 +468,20 @@ class _FileReader:
                 self.scalar(f"digest.{key}", value)
             else:
                 self.error(key_node, f"digest.{key}", f"unknown key{_suggest(key, _DIGEST_KEYS)}")
+
+    def auth(self, node: yaml.Node) -> None:
+        if isinstance(node, yaml.ScalarNode):  # `auth: entra` is short for `auth: {method: entra}`
+            self.scalar("auth.method", node)
+            return
+        entries = self.mapping(node, "auth")
+        for key, key_node, value in entries or []:
+            if key == "client_secret":
+                self.error(key_node, "auth.client_secret", "secrets are not read from the configuration file; "
+                           "use auth.client_secret_file or azure-identity's AZURE_CLIENT_SECRET")
+            elif key in _ENTRA_KEYS:
+                self.scalar(f"auth.{key}", value)
+            else:
+                self.error(key_node, f"auth.{key}", f"unknown key{_suggest(key, _ENTRA_KEYS)}")
 
     def scalar(self, name: str, node: yaml.Node) -> None:
         if not isinstance(node, yaml.ScalarNode):
@@ -534,10 +581,12 @@ def _read_overrides(overrides: Mapping[str, Any], errors: list[str]) -> dict[str
         where = f"--{name.replace('_', '-')}"
         if value is None:
             return
-        if isinstance(value, Mapping) and (name in _FILTERS or name in ("intervals", "digest")):
+        if isinstance(value, Mapping) and (name in _FILTERS or name in ("intervals", "digest", "auth")):
             for key, sub in value.items():
                 add(f"{name}.{key}", sub)
-        elif name in _FILTERS or name in ("intervals", "digest"):
+        elif name == "auth" and isinstance(value, str):
+            add("auth.method", value)
+        elif name in _FILTERS or name in ("intervals", "digest", "auth"):
             errors.append(f"{where}: expected a mapping")
         elif name in _SECRET_ENV:
             values[name] = _Raw(value.reveal() if isinstance(value, Secret) else str(value), where)
@@ -880,23 +929,28 @@ def load_config(
     # Credentials: exactly one source.
     pat = bearer_token = None
     pat_file = bearer_token_file = None
+    entra = _entra_config(r, errors)
     given = [
         (name, raw)
         for name in ("pat", "pat_file", "bearer_token", "bearer_token_file")
         if (raw := r.raw(name)) is not None
     ]
+    if entra is not None and (raw_auth := r.raw("auth.method")) is not None:
+        given.append(("auth", raw_auth))
     if len(given) > 1:
         listed = ", ".join(raw.where for _, raw in given)
         errors.append(
             f"{origin}: credentials: more than one given ({listed}); "
-            "set exactly one of AZDO_PAT, pat_file, AZDO_BEARER_TOKEN, bearer_token_file"
+            "set exactly one of AZDO_PAT, pat_file, AZDO_BEARER_TOKEN, bearer_token_file, auth: entra"
         )
     elif not given and require_credentials and file_ok:
         errors.append(
             f"{origin}: credentials: none given; set one of AZDO_PAT, pat_file (AZDO_PAT_FILE), "
-            "AZDO_BEARER_TOKEN, bearer_token_file (AZDO_BEARER_TOKEN_FILE)"
+            "AZDO_BEARER_TOKEN, bearer_token_file (AZDO_BEARER_TOKEN_FILE), auth: entra (AZDO_AUTH=entra)"
         )
     for name, raw in given:
+        if name == "auth":
+            continue
         if name == "pat":
             pat = Secret(str(raw.value).strip())
         elif name == "bearer_token":
@@ -931,6 +985,8 @@ def load_config(
     request_timeout = r.scalar("request_timeout", _check_positive_duration, 30.0)
     max_retries = r.scalar("max_retries", _check_int, 3)
     digest = _digest_config(r, errors, origin, require_credentials and file_ok)
+    shard = r.scalar("shard", parse_shard, Shard())
+    web_config_file, web_config = _web_config(r, errors)
 
     if errors or organization_url is None:
         raise ConfigError(_in_file_order(errors or [f"{origin}: organization_url: required"], path))
@@ -957,7 +1013,75 @@ def load_config(
         request_timeout=request_timeout,
         max_retries=max_retries,
         digest=digest,
+        shard=shard,
+        web_config_file=web_config_file,
+        web_config=web_config,
+        entra=entra,
     )
+
+
+def _check_auth_method(value: Any) -> str:
+    method = str(value).strip().lower()
+    if method != "entra":
+        raise ValueError(f"unknown auth method '{value}'{_suggest(method, ['entra'])}; use entra (a personal access "
+                         "token or bearer token is given with AZDO_PAT, pat_file, AZDO_BEARER_TOKEN or "
+                         "bearer_token_file instead)")
+    return method
+
+
+def _check_entra_credential(value: Any) -> str:
+    name = str(value).strip().lower().replace("-", "_")
+    if name not in ENTRA_CREDENTIALS:
+        raise ValueError(f"unknown Entra ID credential '{value}'{_suggest(name, ENTRA_CREDENTIALS)}; use one of "
+                         f"{', '.join(ENTRA_CREDENTIALS)}")
+    return name
+
+
+def _check_readable_file(value: Any) -> str:
+    path = str(value).strip()
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"cannot read '{path}': {exc.strerror or type(exc).__name__}") from None
+    return path
+
+
+def _entra_config(r: _Resolver, errors: list[str]) -> EntraConfig | None:
+    """The `auth:` section: None unless `auth.method` (AZDO_AUTH) is `entra`."""
+    method = r.scalar("auth.method", _check_auth_method, None)
+    credential = r.scalar("auth.credential", _check_entra_credential, "default")
+    settings = {key: r.scalar(f"auth.{key}", _check_readable_file if key.endswith("_file") else
+                              (lambda v: str(v).strip()), None)
+                for key in ("client_id", "tenant_id", "client_secret_file", "client_certificate_file")}
+    if method is None:
+        for key in _ENTRA_KEYS[1:]:
+            if (raw := r.raw(f"auth.{key}")) is not None:
+                errors.append(f"{raw.where}: auth.{key} is set but auth.method is not entra (AZDO_AUTH=entra)")
+        return None
+    where = raw.where if (raw := r.raw("auth.method")) is not None else "auth"
+    if credential == "client_secret" and not (settings["client_secret_file"] or os.environ.get("AZURE_CLIENT_SECRET")):
+        errors.append(f"{where}: auth.credential client_secret needs auth.client_secret_file (or AZURE_CLIENT_SECRET)")
+    if credential == "client_certificate" and not (settings["client_certificate_file"]
+                                                   or os.environ.get("AZURE_CLIENT_CERTIFICATE_PATH")):
+        errors.append(f"{where}: auth.credential client_certificate needs auth.client_certificate_file "
+                      "(or AZURE_CLIENT_CERTIFICATE_PATH)")
+    return EntraConfig(credential=credential, **settings)
+
+
+def _web_config(r: _Resolver, errors: list[str]) -> tuple[str | None, Any]:
+    """`web_config_file`: the path and the parsed exporter-toolkit web configuration."""
+    raw = r.raw("web_config_file")
+    path = r.scalar("web_config_file", _check_readable_file, None)
+    if path is None or raw is None:
+        return None, None
+    from exporter.web_config import WebConfigError, load_web_config
+
+    try:
+        return path, load_web_config(path)
+    except WebConfigError as exc:
+        errors.extend(f"{raw.where}: {line}" for line in exc.errors)
+        return path, None
 
 
 def _digest_config(r: _Resolver, errors: list[str], origin: str, require_url: bool) -> DigestConfig:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from exporter.client import AzureDevOpsClient
 from exporter.config import NameFilter
+from exporter.sharding import Shard
 
 
 @dataclass(frozen=True)
@@ -21,11 +22,13 @@ class ProjectDirectory:
 
     Each area asks at the start of its refresh; one listing serves all areas for `ttl` seconds, so
     projects that appear or disappear are seen within one interval without one request per area.
+    With a `shard`, only the projects that this replica owns are listed (see exporter/sharding.py).
     """
 
     def __init__(self, client: AzureDevOpsClient, organization_url: str, project_filter: NameFilter,
-                 clock: Callable[[], float], ttl: float = 30.0) -> None:
+                 clock: Callable[[], float], ttl: float = 30.0, shard: Shard | None = None) -> None:
         self._client = client
+        self._shard = shard or Shard()
         self._url = f"{organization_url}/_apis/projects"
         self._filter = project_filter
         self._clock = clock
@@ -45,7 +48,8 @@ class ProjectDirectory:
                                                                             "stateFilter": "wellFormed"}):
                 for item in page:
                     project_id, name = item.get("id"), item.get("name")
-                    if isinstance(project_id, str) and isinstance(name, str) and self._filter.matches(name):
+                    if (isinstance(project_id, str) and isinstance(name, str) and self._filter.matches(name)
+                            and self._shard.owns(project_id)):
                         found[project_id] = Project(project_id, name)
             self._cached = sorted(found.values(), key=lambda p: p.name.lower())
             self._fetched_at = now

@@ -469,7 +469,7 @@ def test_exactly_one_credential(tmp_path: Path) -> None:
     errors = errors_of(path, {"AZDO_BEARER_TOKEN": "tok"})
     assert errors == [
         f"{path}: credentials: more than one given ({path}:2:11: pat_file, env AZDO_BEARER_TOKEN); "
-        "set exactly one of AZDO_PAT, pat_file, AZDO_BEARER_TOKEN, bearer_token_file"
+        "set exactly one of AZDO_PAT, pat_file, AZDO_BEARER_TOKEN, bearer_token_file, auth: entra"
     ]
     # the same key from a higher-precedence source is not a second credential
     other = write(tmp_path, "other", "pat2")
