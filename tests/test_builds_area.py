@@ -34,7 +34,7 @@ def test_broken_branch_and_its_metrics(sim: SimulatorServer, empty_org: Organiza
     add_runs(empty_org, "Payments", p.id, "main", ["succeeded", "failed", "canceled", "failed"], start,
              tests=(10, 2, 1))
     exporter = make_exporter(sim)
-    assert exporter.refresh_all_once() == {"builds": None}
+    assert exporter.refresh_all_once()["builds"] is None
     main = labels()
     assert sample(exporter, "azdo_pipeline_info", project="Payments", pipeline="infra/deploy-api",
                   pipeline_id=str(p.id), repository="payments", default_branch="main") == 1
@@ -249,7 +249,7 @@ def test_one_failing_project_keeps_its_last_numbers_and_others_refresh(sim: Simu
     assert sample(exporter, "azdo_exporter_refresh_errors_total", collector="builds", reason="http_5xx") == 1
     sim.faults.clear()
     clock.advance(60)
-    assert exporter.refresh_all_once() == {"builds": None}
+    assert exporter.refresh_all_once()["builds"] is None
     assert sample(exporter, "azdo_pipeline_broken", project="Platform", pipeline="c", branch="main") == 1
     assert sample(exporter, "azdo_pipeline_runs_total", project="Platform", pipeline="c", branch="main",
                   result="failed") == 1

@@ -39,16 +39,6 @@ PENDING_AREAS_METRICS: frozenset[str] = frozenset({
     # Audit
     "azdo_audit_events_total",
     "azdo_audit_window_events",
-    # Delivery
-    "azdo_deployments_total",
-    "azdo_deployments_window",
-    "azdo_deployment_last_success_timestamp_seconds",
-    "azdo_deployment_lead_time_seconds",
-    "azdo_deployment_window_lead_time_seconds",
-    "azdo_deployment_window_time_to_restore_seconds",
-    # Agents
-    "azdo_agent_pool_agents",
-    "azdo_agent_pool_jobs",
 })
 
 ROOT = Path(__file__).resolve().parent.parent
