@@ -52,6 +52,8 @@ def _run_parser() -> argparse.ArgumentParser:
                         "exposition to stdout and exit (1 if a collector failed)")
     parser.add_argument("--shard", metavar="INDEX/COUNT", help="collect only this replica's share of the "
                         "projects (0-based, e.g. 0/3); organization-wide areas run on shard 0 only")
+    parser.add_argument("--web.config.file", dest="web_config_file", metavar="FILE",
+                        help="exporter-toolkit web configuration (TLS, client certificates, basic auth)")
     parser.add_argument("--version", action="version", version=f"azdo-exporter {__version__}")
     return parser
 
@@ -66,6 +68,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out["log_format"] = args.log_format
     if getattr(args, "shard", None):
         out["shard"] = args.shard
+    if getattr(args, "web_config_file", None):
+        out["web_config_file"] = args.web_config_file
     return out
 
 
@@ -152,7 +156,8 @@ def _serve(config: Config, extra_shutdown: list[Any] | None = None) -> int:
     try:
         server = ExporterHTTPServer((config.listen_host, config.listen_port), exporter.registry,
                                     exporter.scheduler.ready, lambda: dict(exporter.scheduler.status),
-                                    extra_pages={"/status": lambda: status_page(exporter.registry, config)})
+                                    extra_pages={"/status": lambda: status_page(exporter.registry, config)},
+                                    web_config=config.web_config)
     except OSError as error:
         log.error("cannot listen on %s:%s: %s", config.listen_host, config.listen_port, error.strerror)
         exporter.close()
@@ -173,8 +178,10 @@ def _serve(config: Config, extra_shutdown: list[Any] | None = None) -> int:
 
         digest = DigestService(config, exporter.registry, exporter.registry, exporter.scheduler.ready)
         digest.start()
-    log.info("azdo-exporter %s serving on http://%s:%s/metrics for %s", __version__, config.listen_host,
-             config.listen_port, config.organization_url)
+    scheme = "https" if config.web_config is not None and config.web_config.tls is not None else "http"
+    log.info("azdo-exporter %s serving on %s://%s:%s/metrics for %s%s", __version__, scheme, config.listen_host,
+             config.listen_port, config.organization_url,
+             f" (shard {config.shard})" if config.shard.sharded else "")
     stop.wait()
     if digest is not None:
         digest.stop()

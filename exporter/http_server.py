@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import gzip
 import html
+import io
 import logging
 import socket
+import socketserver
 import threading
 import time
 from collections.abc import Callable
@@ -22,11 +24,18 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from exporter import __version__
 from exporter.refresh import exposition_parts
+from exporter.web_config import WebConfig, WebServing
 
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_LINE = 8192
 REQUEST_TIMEOUT = 30.0
+# Limits that keep slow or huge requests from exhausting the server (slowloris and friends):
+HEADER_TIMEOUT = 10.0  # the whole request line and headers must arrive within this time
+IDLE_TIMEOUT = 60.0  # a kept-alive connection may wait this long for its next request
+WRITE_TIMEOUT = 30.0  # the whole answer must be taken within this time
+MAX_HEADER_BYTES = 16384  # request line plus headers; a request body is never accepted
+MAX_CONNECTIONS = 64  # connections served at once; more are closed at once
 
 
 # An extra page's handler returns (content type, body) or (content type, body, extra response headers).
@@ -40,12 +49,41 @@ class ExporterHTTPServer(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], registry: CollectorRegistry,
                  ready: Callable[[], bool], status: Callable[[], dict[str, dict[str, Any]]],
-                 extra_pages: dict[str, Callable[[], ExtraPage]] | None = None) -> None:
+                 extra_pages: dict[str, Callable[[], ExtraPage]] | None = None,
+                 web_config: WebConfig | None = None) -> None:
         self.registry = registry
         self.ready = ready
         self.status = status
         self.extra_pages = extra_pages or {}
+        self.web = WebServing(web_config) if web_config is not None else None
+        self.header_timeout, self.idle_timeout, self.write_timeout = HEADER_TIMEOUT, IDLE_TIMEOUT, WRITE_TIMEOUT
+        self.max_header_bytes = MAX_HEADER_BYTES
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):  # too many connections: refuse this one at once
+            log.warning("more than %d connections at once; closing one from %s", MAX_CONNECTIONS, client_address[0])
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        log.debug("error serving a connection from %s", client_address[0], exc_info=True)
+
+
+class _HeadTooLarge(Exception):
+    pass
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -54,14 +92,124 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = REQUEST_TIMEOUT  # a slow client cannot hold a thread for ever
     server_version = f"azdo-exporter/{__version__}"
 
+    # -- connection handling with limits: TLS in the connection's thread, deadlines, no bodies ------
+
     def setup(self) -> None:
-        super().setup()
+        self.connection = self.request
+        self.connection.settimeout(self.server.header_timeout)
         # Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and the
         # client's delayed ACK can add ~40 ms to an answer.
         try:
             self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
+        self._pending = b""
+        self._served = 0
+        self._usable = True
+        self.headers = None  # type: ignore[assignment]  # until a request's headers are parsed
+        if self.server.web is not None and self.server.web.tls:
+            try:  # the handshake runs here, not in the accept loop, so a stalled one blocks nobody else
+                self.connection = self.request = self.server.web.wrap(self.request)
+            except (OSError, ValueError) as error:
+                log.debug("TLS handshake with %s failed: %s", self.client_address[0], error)
+                self._usable = False
+        self.rfile = io.BytesIO()
+        self.wfile = socketserver._SocketWriter(self.connection)  # type: ignore[attr-defined]
+
+    def handle(self) -> None:
+        if self._usable:
+            super().handle()
+
+    def _read_head(self) -> bytes | None:
+        """Request line and headers, within the header deadline; None when the client closed or idled."""
+        server = self.server
+        buffer = self._pending
+        start = time.monotonic()
+        deadline = start + (server.header_timeout if not self._served or buffer else server.idle_timeout)
+        while True:
+            end = buffer.find(b"\r\n\r\n")
+            if end >= 0:
+                self._pending = buffer[end + 4:]
+                return buffer[:end + 4]
+            if len(buffer) > server.max_header_bytes:
+                raise _HeadTooLarge
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            self.connection.settimeout(remaining)
+            chunk = self.connection.recv(8192)
+            if not chunk:
+                return None
+            if not buffer:  # the first byte of a request: from now on the header deadline applies
+                deadline = min(deadline, time.monotonic() + server.header_timeout)
+            buffer += chunk
+
+    def handle_one_request(self) -> None:
+        self.close_connection = True
+        try:
+            head = self._read_head()
+        except _HeadTooLarge:
+            self.requestline, self.request_version, self.command = "", "HTTP/1.1", ""
+            self._reject(431, "request header fields too large\n")
+            return
+        except TimeoutError:
+            log.debug("closing a connection from %s: request not received in time", self.client_address[0])
+            return
+        except OSError:
+            return
+        if head is None:
+            return
+        self.close_connection = False
+        self.rfile = io.BytesIO(head)
+        self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE + 1)
+        if len(self.raw_requestline) > MAX_REQUEST_LINE:
+            self.requestline, self.request_version, self.command = "", "HTTP/1.1", ""
+            self._reject(414, "request line too long\n")
+            return
+        if not self.parse_request():
+            self.close_connection = True
+            return
+        self.connection.settimeout(self.server.write_timeout)
+        length = self.headers.get("Content-Length", "0").strip()
+        if self.headers.get("Transfer-Encoding") or length not in ("", "0"):
+            self._reject(413, "request bodies are not accepted\n")
+            return
+        web = self.server.web
+        if web is not None and not web.authorized(self.headers.get("Authorization")):
+            self._send(401, "text/plain; charset=utf-8", b"Unauthorized\n", extra={"WWW-Authenticate": "Basic"})
+            return
+        method = getattr(self, "do_" + self.command, None)
+        if method is None:
+            self._unsupported()
+            return
+        method()
+        self.wfile.flush()
+        self._served += 1
+
+    def _reject(self, code: int, text: str) -> None:
+        self.close_connection = True
+        try:
+            self._send(code, "text/plain; charset=utf-8", text.encode(), extra={"Connection": "close"})
+            self.wfile.flush()
+            # Lingering close: read (and drop) what the client is still sending for a moment, so that the
+            # kernel does not answer it with a reset that would destroy the error answer in flight.
+            self.connection.shutdown(socket.SHUT_WR)
+            deadline = time.monotonic() + 1.0
+            drained = 0
+            while drained < 1 << 20 and (remaining := deadline - time.monotonic()) > 0:
+                self.connection.settimeout(remaining)
+                chunk = self.connection.recv(65536)
+                if not chunk:
+                    break
+                drained += len(chunk)
+        except (OSError, ValueError):
+            pass
+
+    def end_headers(self) -> None:
+        if self.server.web is not None:
+            for name, value in self.server.web.headers:
+                self.send_header(name, value)
+        super().end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - signature of the base class
         log.debug("http %s %s", self.address_string(), format % args)

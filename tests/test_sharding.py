@@ -12,8 +12,8 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.exposition import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import Exporter, area_enabled
 from exporter.cli import demo_config
