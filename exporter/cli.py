@@ -15,6 +15,7 @@ import prometheus_client
 from prometheus_client.exposition import generate_latest
 
 from exporter import __version__
+from exporter.auth import CredentialError
 from exporter.config import Config, ConfigError, check_config_file, load_config
 from exporter.logging_setup import setup_logging
 
@@ -134,7 +135,11 @@ def _simulate(argv: list[str]) -> int:
 def _once(config: Config) -> int:
     from exporter.app import Exporter
 
-    exporter = Exporter(config)
+    try:
+        exporter = Exporter(config)
+    except CredentialError as error:
+        print(f"azdo-exporter: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         errors = exporter.refresh_all_once()
         sys.stdout.write(generate_latest(exporter.registry).decode("utf-8"))
@@ -152,7 +157,11 @@ def _serve(config: Config, extra_shutdown: list[Any] | None = None) -> int:
     from exporter.http_server import ExporterHTTPServer, start_server
     from exporter.radiator import status_page
 
-    exporter = Exporter(config)
+    try:
+        exporter = Exporter(config)
+    except CredentialError as error:
+        print(f"azdo-exporter: {error}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         server = ExporterHTTPServer((config.listen_host, config.listen_port), exporter.registry,
                                     exporter.scheduler.ready, lambda: dict(exporter.scheduler.status),

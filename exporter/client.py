@@ -128,11 +128,22 @@ class AzureDevOpsClient:
         query = dict(params or {})
         query["api-version"] = api_version
         attempt = 0
+        token_renewed = False
         while True:
             self._wait_for_retry_after()
             try:
                 return self._get_once(endpoint, url, query)
             except ApiError as error:
+                # A refused token (expired early, revoked): a credential that can fetch a new one (Entra ID)
+                # drops it, and the request is sent once more with a fresh token.
+                invalidate = getattr(self._credential, "invalidate", None)
+                if (error.reason == "auth" and error.status in (401, 203) and not token_renewed
+                        and callable(invalidate)):
+                    token_renewed = True
+                    log.info("%s: Azure DevOps refused the token (HTTP %s); fetching a new one and retrying once",
+                             endpoint, error.status)
+                    invalidate()
+                    continue
                 retryable = error.reason in ("http_5xx", "timeout", "connection", "bad_response", "throttled")
                 if not retryable or attempt >= self._max_retries:
                     raise
