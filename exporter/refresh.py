@@ -7,12 +7,12 @@ sees whole refreshes and never calls Azure DevOps.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import random
 import threading
 import time
 import weakref
+import zlib
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
@@ -52,14 +52,24 @@ class Area(Protocol):
         ...
 
 
+class _View:
+    def __init__(self, families: Iterable[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterable[Metric]:
+        return self._families
+
+
+def render_parts(families: Iterable[Metric]) -> list[bytes]:
+    """The text exposition of some metric families, one part per family (together: what generate_latest
+    makes of them). Family by family, so rendering never holds the whole text twice, only one family's
+    lines plus the parts made so far."""
+    return [generate_latest(_View([family])) for family in families]  # type: ignore[arg-type]
+
+
 def render_families(families: Iterable[Metric]) -> bytes:
-    """The text exposition of some metric families (what generate_latest makes of them)."""
-
-    class _View:
-        def collect(self) -> Iterable[Metric]:
-            return families
-
-    return generate_latest(_View())  # type: ignore[arg-type]
+    """The text exposition of some metric families, in one piece."""
+    return b"".join(render_parts(families))
 
 
 class RenderedSnapshot:
@@ -69,21 +79,29 @@ class RenderedSnapshot:
     can never mix two snapshots.
     """
 
-    __slots__ = ("families", "text", "_gzipped", "_lock")
+    __slots__ = ("families", "parts", "_gzipped", "_lock")
 
     def __init__(self, families: list[Metric]) -> None:
         self.families = families
-        self.text = render_families(families)
+        self.parts = render_parts(families)  # the text, one part per family
         self._gzipped: bytes | None = None
         self._lock = threading.Lock()
 
     def gzipped(self) -> bytes:
-        """A complete gzip member of `text` (members concatenate into one valid gzip stream, RFC 1952)."""
+        """A complete gzip member of the text (members concatenate into one valid gzip stream, RFC 1952)."""
         if self._gzipped is None:
             with self._lock:
                 if self._gzipped is None:
-                    self._gzipped = gzip.compress(self.text, compresslevel=GZIP_LEVEL, mtime=0)
+                    self._gzipped = _gzip_member(self.parts)
         return self._gzipped
+
+
+def _gzip_member(parts: Iterable[bytes]) -> bytes:
+    """One gzip member (header, deflate stream, trailer) of the concatenation of `parts`, made piecewise."""
+    compressor = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # 16+: gzip framing
+    out = [compressor.compress(part) for part in parts]
+    out.append(compressor.flush())
+    return b"".join(out)
 
 
 class ExpositionCache:
@@ -203,8 +221,8 @@ def exposition_parts(registry: Any, want_gzip: bool = False) -> list[bytes]:
         _serving.found = None
     snapshots = [rendered for collector in found for rendered in collector.rendered(want_gzip)]
     if want_gzip:
-        return [gzip.compress(live, compresslevel=GZIP_LEVEL, mtime=0), *(s.gzipped() for s in snapshots)]
-    return [live, *(s.text for s in snapshots)]
+        return [_gzip_member([live]), *(s.gzipped() for s in snapshots)]
+    return [live, *(part for s in snapshots for part in s.parts)]
 
 
 class Scheduler:
