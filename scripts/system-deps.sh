@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs (promtool, prometheus, alertmanager, amtool,
-# chromium for the radiator's rendering test),
+# chromium for the radiator's rendering test, podman, runc and mmdebstrap for the container image test),
 # when they are missing and this shell can (root with apt-get). Otherwise it says what is missing;
 # the tests then skip locally, and fail under CI=true.
 set -u
@@ -9,6 +9,14 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+# The container image test (tests/test_container.py, scripts/build-image.sh): podman with runc (crun fails
+# on hybrid cgroup hosts), mmdebstrap for the base image from Debian's packages, and podman's helpers.
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v runc >/dev/null 2>&1 || need+=(runc)
+command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
+command -v fuse-overlayfs >/dev/null 2>&1 || need+=(fuse-overlayfs)
+command -v slirp4netns >/dev/null 2>&1 || need+=(slirp4netns)
+command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 [ ${#need[@]} -eq 0 ] && exit 0
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)

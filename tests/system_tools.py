@@ -17,6 +17,9 @@ PACKAGES = {
     "prometheus": "prometheus",
     "prometheus-alertmanager": "prometheus-alertmanager",
     "amtool": "prometheus-alertmanager",
+    "podman": "podman",
+    "runc": "runc",
+    "mmdebstrap": "mmdebstrap",
 }
 
 
