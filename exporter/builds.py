@@ -167,6 +167,11 @@ class BuildsArea:
             try:
                 fetched = self._fetch(state, now)
             except ApiError as error:
+                if isinstance(error, NotFoundError) and error.endpoint == "definitions":
+                    # The project was deleted (or hidden from the token) since the shared projects listing
+                    # was read: it leaves now, as if missing from the listing, and fails nothing.
+                    log.info("project %s is gone (%s); dropping its series", project.name, error)
+                    continue
                 reasons.append(error.reason)
                 messages.append(f"project {project.name}: {error}")
             else:
