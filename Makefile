@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv system-deps lint golden clean
+.PHONY: demo test venv system-deps lint golden clean bench soak
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -24,6 +24,14 @@ demo: venv
 ## Install what the tests need (system packages when root), then run the whole suite
 test: venv system-deps
 	$(PY) -m pytest -q
+
+## Benchmark at organization scale (simulator --scale large): one table of medians with min-max (~15 min)
+bench: venv
+	$(PY) -m bench.run
+
+## Fault soak: 10+ minutes of injected faults against the exporter, then convergence checks
+soak: venv
+	$(PY) -m bench.soak --minutes 10.5
 
 system-deps:
 	@./scripts/system-deps.sh

@@ -1,0 +1,64 @@
+"""A short fault soak (the long one is `make soak`), and the simulator controls it relies on."""
+
+from __future__ import annotations
+
+import requests
+
+from bench.soak import run_soak
+from exporter.simulator.model import Organization
+from exporter.simulator.server import SimulatorServer
+from tests.conftest import PAT, ExporterFactory, FakeClock, sample
+
+
+def test_short_fault_soak_passes_every_check() -> None:
+    """~70 s of faults (each kind once, at random, then all at once) and recovery against real processes.
+
+    run_soak raises SoakFailure listing every failed check: crash or hang, an incomplete or unparsable
+    exposition, a decreasing counter, a fault missing from the self-metrics under its reason, runs
+    double-counted or missed, memory growth, or numbers that do not converge once the faults stop.
+    """
+    report = run_soak(60, interval=3.0, speed=30.0, log=lambda line: None)
+    assert not report.failures
+    assert report.scrapes > 10 and report.health_checks > 50
+
+
+def test_simulator_controls_projects_and_clock(clock: FakeClock) -> None:
+    org = Organization.empty(now_fn=clock, anchor=clock.now)
+    with SimulatorServer(org, pat=PAT) as sim:
+        base = f"http://127.0.0.1:{sim.port}/_simulator"
+        answer = requests.post(f"{base}/projects", json={"add": ["Alpha", "Beta"]}, timeout=10)
+        assert answer.status_code == 200 and answer.json()["projects"] == ["Alpha", "Beta"]
+        alpha = org.project("Alpha")
+        assert alpha is not None and len(alpha.pipelines) == 1
+        assert requests.post(f"{base}/projects", json={"remove": ["Alpha"]}, timeout=10).json()["projects"] == ["Beta"]
+        assert requests.post(f"{base}/projects", json={"add": "Gamma"}, timeout=10).status_code == 400
+
+        before = org.now()
+        answer = requests.post(f"{base}/clock", json={"advance": 7200}, timeout=10)
+        assert answer.status_code == 200 and org.now() == before + 7200
+        requests.post(f"{base}/clock", json={"speed": 60}, timeout=10)
+        clock.advance(10)
+        assert org.now() == before + 7200 + 600
+        assert requests.post(f"{base}/clock", json={"advance": -1}, timeout=10).status_code == 400
+        assert requests.post(f"{base}/clock", json={"speed": 0}, timeout=10).status_code == 400
+
+
+def test_a_project_deleted_after_the_listing_leaves_without_failing_the_refresh(
+        clock: FakeClock, make_exporter: ExporterFactory) -> None:
+    """The soak found this: the shared projects listing is cached briefly, so a refresh may still ask for a
+    project deleted meanwhile; its 404 means "gone", not a failed refresh."""
+    org = Organization.empty(now_fn=clock, anchor=clock.now)
+    with SimulatorServer(org, pat=PAT) as sim:
+        base = f"http://127.0.0.1:{sim.port}/_simulator"
+        requests.post(f"{base}/projects", json={"add": ["Alpha", "Beta"]}, timeout=10)
+        exporter = make_exporter(sim, intervals={"builds": "60s", "tests": "60s", "pull_requests": 0, "policies": 0,
+                                                 "deployments": 0, "agent_pools": 0, "audit": 0})
+        assert exporter.refresh_all_once() == {"builds": None}
+        assert sample(exporter, "azdo_pipeline_info", project="Beta", pipeline="ci", pipeline_id="2",
+                      repository="Beta", default_branch="main") == 1
+        requests.post(f"{base}/projects", json={"remove": ["Beta"]}, timeout=10)
+        assert exporter.refresh_all_once() == {"builds": None}  # the listing is still cached: Beta answers 404
+        names = {s.labels["project"] for m in exporter.registry.collect() if m.name == "azdo_pipeline_info"
+                 for s in m.samples}
+        assert names == {"Alpha"}
+        assert sample(exporter, "azdo_exporter_refresh_errors_total", collector="builds", reason="http_4xx") == 0
