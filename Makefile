@@ -44,5 +44,21 @@ lint: venv
 golden: venv
 	$(PY) -m tests.golden
 
+## Dependency wheels for the Dockerfile (build/wheelhouse), e.g. for `docker compose -f deploy/compose.yaml up --build`
+wheelhouse: venv
+	rm -rf build/wheelhouse
+	$(PY) -m pip wheel -q --disable-pip-version-check -w build/wheelhouse '.[web,entra]' 'setuptools>=68' wheel
+	rm -f build/wheelhouse/azdo_exporter-*.whl
+
+## Container image with podman, offline (base image from Debian's packages); IMAGE=... to name it
+image: venv
+	./scripts/build-image.sh
+
+## Regenerate deploy/kubernetes/prometheusrule.yaml from alerts/
+deploy-rules: venv
+	$(PY) deploy/generate.py
+
+.PHONY: wheelhouse image deploy-rules
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
