@@ -137,8 +137,8 @@ def _once(config: Config) -> int:
 
     try:
         exporter = Exporter(config)
-    except CredentialError as error:
-        print(f"azdo-exporter: {error}", file=sys.stderr)
+    except CredentialError as problem:
+        print(f"azdo-exporter: {problem}", file=sys.stderr)
         return EXIT_CONFIG
     try:
         errors = exporter.refresh_all_once()
@@ -159,8 +159,8 @@ def _serve(config: Config, extra_shutdown: list[Any] | None = None) -> int:
 
     try:
         exporter = Exporter(config)
-    except CredentialError as error:
-        print(f"azdo-exporter: {error}", file=sys.stderr)
+    except CredentialError as problem:
+        print(f"azdo-exporter: {problem}", file=sys.stderr)
         return EXIT_CONFIG
     try:
         server = ExporterHTTPServer((config.listen_host, config.listen_port), exporter.registry,
