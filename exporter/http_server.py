@@ -109,7 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.headers = None  # type: ignore[assignment]  # until a request's headers are parsed
         if self.server.web is not None and self.server.web.tls:
             try:  # the handshake runs here, not in the accept loop, so a stalled one blocks nobody else
-                self.connection = self.request = self.server.web.wrap(self.request)
+                self.connection = self.request = self.server.web.wrap(self.request, self.server.header_timeout)
             except (OSError, ValueError) as error:
                 log.debug("TLS handshake with %s failed: %s", self.client_address[0], error)
                 self._usable = False

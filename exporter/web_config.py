@@ -34,6 +34,7 @@ import hmac
 import logging
 import os
 import secrets
+import select
 import socket
 import ssl
 import threading
@@ -495,12 +496,30 @@ class WebServing:
     def headers(self) -> tuple[tuple[str, str], ...]:
         return self._active.config.headers
 
-    def wrap(self, sock: socket.socket) -> socket.socket:
-        """TLS handshake on an accepted connection (raises OSError/ssl.SSLError/PermissionError)."""
+    def wrap(self, sock: socket.socket, timeout: float = 10.0) -> socket.socket:
+        """TLS handshake on an accepted connection, finished within `timeout` seconds in all, so a client
+        that trickles its handshake is cut off (raises OSError/ssl.SSLError/PermissionError/TimeoutError)."""
         active = self.current()
         if active.context is None:
             return sock
-        tls_sock = active.context.wrap_socket(sock, server_side=True)
+        tls_sock = active.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+        deadline = time.monotonic() + timeout
+        tls_sock.setblocking(False)
+        while True:
+            try:
+                tls_sock.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                wait_read = True
+            except ssl.SSLWantWriteError:
+                wait_read = False
+            remaining = deadline - time.monotonic()
+            ready = select.select([tls_sock], [], [], remaining) if wait_read and remaining > 0 else \
+                select.select([], [tls_sock], [], remaining) if remaining > 0 else ([], [], [])
+            if not ready[0] and not ready[1]:
+                tls_sock.close()
+                raise TimeoutError("TLS handshake not finished in time")
+        tls_sock.settimeout(timeout)
         tls = active.config.tls
         if tls is not None and tls.client_allowed_sans:
             cert: dict[str, Any] = dict(tls_sock.getpeercert() or {})

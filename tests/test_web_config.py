@@ -288,6 +288,23 @@ def test_a_client_that_trickles_its_request_is_cut_off(serve, tmp_path: Path) ->
     assert _http_get(s.port)[0] == 200  # the server still serves others
 
 
+def test_a_stalled_tls_handshake_is_cut_off(pki: Path, tmp_path: Path, serve) -> None:
+    s = serve(f"tls_server_config:\n  cert_file: {pki}/server.crt\n  key_file: {pki}/server.key\n", tmp_path)
+    s.server.header_timeout = 1.0
+    sock = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+    started = time.monotonic()
+    try:
+        sock.sendall(b"\x16\x03\x01")  # the first bytes of a ClientHello, then nothing more
+        try:
+            assert sock.recv(1024) == b""
+        except ConnectionError:
+            pass
+    finally:
+        sock.close()
+    assert time.monotonic() - started < 3.0
+    assert _https_get(s.port, _client_context(pki))[0] == 200
+
+
 def test_an_idle_connection_without_a_request_is_closed(serve, tmp_path: Path) -> None:
     s = serve(None, tmp_path)
     s.server.header_timeout = 0.5
