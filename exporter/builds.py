@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 
 from exporter.azdo_types import branch_name, format_time, parse_time, pipeline_label, result_label, result_name
 from exporter.build_health import BranchHistory, CompletedRun, is_decisive
@@ -133,6 +134,55 @@ def _test_counts(body: Any) -> TestCounts | None:
     if passed + failed + other == 0:
         return None
     return passed, failed, other
+
+
+class CompactSamples:
+    """The samples of a metric family, kept as flat tuples and made into `Sample`s when read.
+
+    A `Sample` with its own label dict costs ~310 bytes; at 5,000 pipelines the builds area holds
+    ~440,000 of them per snapshot, twice while a new snapshot is built. A flat tuple of the name, the
+    (shared) label names, the value and the label values costs about half. Families append `Sample`s
+    as usual; readers iterate and get equal `Sample`s back.
+    """
+
+    __slots__ = ("_rows", "_keys")
+
+    def __init__(self, samples: Iterable[Sample] = ()) -> None:
+        self._rows: list[tuple[Any, ...] | Sample] = []
+        self._keys: dict[tuple[str, ...], tuple[str, ...]] = {}
+        for sample in samples:
+            self.append(sample)
+
+    def append(self, sample: Sample) -> None:
+        if sample.timestamp is not None or sample.exemplar is not None or sample.native_histogram is not None:
+            self._rows.append(sample)  # rare: kept as it is
+            return
+        keys = tuple(sample.labels)
+        keys = self._keys.setdefault(keys, keys)
+        self._rows.append((sample.name, keys, sample.value, *sample.labels.values()))
+
+    @staticmethod
+    def _sample(row: tuple[Any, ...] | Sample) -> Sample:
+        if isinstance(row, Sample):
+            return row
+        return Sample(row[0], dict(zip(row[1], row[3:], strict=True)), row[2])
+
+    def __iter__(self) -> Iterator[Sample]:
+        return map(self._sample, self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self._sample(self._rows[index])
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, (list, CompactSamples)) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"CompactSamples({list(self)!r})"
 
 
 class BuildsArea:
@@ -406,7 +456,12 @@ class BuildsArea:
         return self._families
 
     def _publish(self, now: float) -> None:
-        self._families = list(self._build_families(now))
+        families = []
+        for family in self._build_families(now):
+            if not isinstance(family.samples, CompactSamples):  # histograms, filled by families.py helpers
+                family.samples = CompactSamples(family.samples)  # type: ignore[assignment]
+            families.append(family)
+        self._families = families
 
     def _build_families(self, now: float) -> Iterable[Metric]:
         pl = ["project", "pipeline"]
@@ -449,6 +504,9 @@ class BuildsArea:
         tests_total = CounterMetricFamily("azdo_pipeline_tests", "Test results of runs seen since the exporter "
                                           "started, by outcome.", labels=[*br, "outcome"])
         window_start = now - self._config.lookback
+        for family in (info, last_result, last_finished, last_duration, broken, broken_since, broken_duration,
+                       consecutive, running, waiting, runs_total, window_runs, last_tests, has_tests, tests_total):
+            family.samples = CompactSamples()  # type: ignore[assignment]
 
         for state in sorted(self._states.values(), key=lambda s: s.project.name.lower()):
             project = state.project.name
