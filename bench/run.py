@@ -27,10 +27,10 @@ from pathlib import Path
 
 from bench.harness import (
     Proc,
-    parse_sample_line,
     _python,
     free_port,
     http_get,
+    parse_sample_line,
     processes,
     self_metrics,
     start_exporter,
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     static_p50: list[float] = []
     static_p99: list[float] = []
     series = 0
-    projects = areas = 0
+    projects = 0
     body = b""
     log_dir = Path(tempfile.mkdtemp(prefix="azdo-bench-"))
     print(f"bench: scale {args.scale}, speed {args.speed:g}x, interval {INTERVAL}s; logs in {log_dir}", flush=True)
@@ -187,8 +187,6 @@ def main(argv: list[str] | None = None) -> int:
             if elapsed + wall * 1.2 + 300 > args.budget:
                 break
         assert exporter is not None
-        samples = self_metrics(exporter.port)
-        areas = sum(1 for (name, _), _v in samples.items() if name == "azdo_exporter_refresh_success")
         _, projects_body, _ = http_get(f"{org_url}/_apis/projects?api-version=7.1&$top=1000", timeout=30,
                                        headers={"Authorization": _basic()})
         import json

@@ -34,8 +34,17 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from bench.harness import PAT, Proc, http_get, http_post_json, processes, run_once, start_exporter, \
-    start_simulator, wait_ready
+from bench.harness import (
+    PAT,
+    Proc,
+    http_get,
+    http_post_json,
+    processes,
+    run_once,
+    start_exporter,
+    start_simulator,
+    wait_ready,
+)
 
 REQUEST_TIMEOUT = 2.0  # the exporter's AZDO_REQUEST_TIMEOUT during the soak
 HEALTH_DEADLINE = 5.0
@@ -427,8 +436,8 @@ def run_soak(duration: float, *, interval: float = 5.0, speed: float = 30.0, sca
         def refreshed_ok(after: float) -> Callable[[], bool]:
             def check() -> bool:
                 latest = watcher.latest
-                return (_sum(latest, "azdo_exporter_refresh_success", collector="builds") == 1
-                        and _sum(latest, "azdo_exporter_refresh_duration_seconds_count", collector="builds") >= after + 2)
+                cycles = _sum(latest, "azdo_exporter_refresh_duration_seconds_count", collector="builds")
+                return _sum(latest, "azdo_exporter_refresh_success", collector="builds") == 1 and cycles >= after + 2
             return check
 
         cycles_now = _sum(watcher.latest, "azdo_exporter_refresh_duration_seconds_count", collector="builds")

@@ -214,7 +214,8 @@ def exposition_parts(registry: Any, want_gzip: bool = False) -> list[bytes]:
 
     Live collectors are rendered now; each area's families come from its cached rendering.
     """
-    _serving.found = found = []
+    found: list[SnapshotCollector] = []
+    _serving.found = found
     try:
         live = generate_latest(registry)
     finally:
