@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
-from exporter.audit import AuditArea
 from exporter.agent_pools import AgentPoolsArea
+from exporter.audit import AuditArea
 from exporter.auth import BearerCredential, Credential, PatCredential
 from exporter.builds import BuildsArea
 from exporter.client import AzureDevOpsClient
