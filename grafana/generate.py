@@ -198,7 +198,11 @@ def bar_gauge_panel(title: str, expr: str, legend: str, unit: str, description: 
 
 
 def column(name: str, **properties: object) -> tuple[str, list[models.DynamicConfigValue]]:
-    """An override for one table column: unit, links, mappings, ..."""
+    """An override for one table column: unit, links, mappings, custom.cellOptions, ...
+
+    Each keyword is a field-config property id as Grafana's registry names it (custom options as
+    `custom.<key>`): Grafana silently ignores an override whose id it does not know.
+    """
     return name, [models.DynamicConfigValue(id_val=key, value=value) for key, value in properties.items()]
 
 
@@ -476,10 +480,14 @@ def pipeline_detail() -> dash.Dashboard:
             "short", "Breaking runs since the last success."))
         .with_panel(timeseries_panel(
             "Run duration",
-            [query(f"histogram_quantile({q}, sum by (le) (rate(azdo_pipeline_run_duration_seconds_bucket"
-                   f"{{{PIPELINE_SEL}}}[$__rate_interval])))", ref, legend=f"p{int(q * 100)}")
-             for ref, q in quantiles],
-            "s", "Start-to-finish time of the runs completed since the exporter started (all branches)."))
+            [*[query(f"histogram_quantile({q}, sum by (le) (rate(azdo_pipeline_run_duration_seconds_bucket"
+                     f"{{{PIPELINE_SEL}}}[$__rate_interval])))", ref, legend=f"p{int(q * 100)}")
+               for ref, q in quantiles],
+             query(f"max by (branch) (azdo_pipeline_last_run_duration_seconds{{{sel}}})", "C",
+                   legend="{{branch}} latest run")],
+            "s", "p50 and p90: start-to-finish time of the runs completed since the exporter started (all "
+            "branches). Latest run: the duration of each selected branch's latest completed run, known from "
+            "the exporter's start."))
         .with_panel(timeseries_panel(
             "Queue time",
             [query(f"histogram_quantile({q}, sum by (le) (rate(azdo_pipeline_queue_duration_seconds_bucket"
@@ -585,7 +593,7 @@ def code_review() -> dash.Dashboard:
             columns=[column("Enabled", mappings=[models.ValueMap(options={
                 "0": models.ValueMappingResult(text="no", color=RED, index=0),
                 "1": models.ValueMappingResult(text="yes", color=GREEN, index=1)}).to_json()],
-                custom={"cellOptions": {"type": "color-text"}})],
+                **{"custom.cellOptions": {"type": "color-text"}})],
             width=12))
         .with_row(row("Over time"))
         .with_panel(timeseries_panel(
@@ -766,7 +774,7 @@ def exporter() -> dash.Dashboard:
             rename={"collector": "Collector", "Value #A": "Last refresh", "Value #B": "Last success",
                     "Value #C": "Staleness"},
             columns=[column("Last refresh", mappings=[m.to_json() for m in SUCCESS_MAPPINGS],
-                            custom={"cellOptions": {"type": "color-background"}}),
+                            **{"custom.cellOptions": {"type": "color-background"}}),
                      column("Last success", unit="dateTimeAsIso"), column("Staleness", unit="s")],
             height=7))
         .with_row(row("Refreshes"))
@@ -846,9 +854,22 @@ def assign_panel_ids(model: dict) -> None:
             next_id += 1
 
 
+# Properties the SDK writes on every variable, but which only interval variables have; Grafana 11.6's
+# VariableModel (@grafana/schema) does not define them (grafana/schema-check reports them).
+INTERVAL_ONLY_VARIABLE_FIELDS = ("auto", "auto_count", "auto_min")
+
+
+def drop_interval_only_fields(model: dict) -> None:
+    for variable in model.get("templating", {}).get("list", []):
+        if variable.get("type") != "interval":
+            for key in INTERVAL_ONLY_VARIABLE_FIELDS:
+                variable.pop(key, None)
+
+
 def render(name: str) -> str:
     model = json.loads(json.dumps(DASHBOARDS[name]().build(), cls=JSONEncoder))
     assign_panel_ids(model)
+    drop_interval_only_fields(model)
     return json.dumps(model, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 
