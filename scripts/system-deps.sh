@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test suite needs (promtool, prometheus, alertmanager, amtool,
-# chromium for the radiator's rendering test, podman, runc and mmdebstrap for the container image test),
+# chromium for the radiator's rendering test, podman, runc and mmdebstrap for the container image test,
+# nodejs and npm for the dashboard schema check),
 # when they are missing and this shell can (root with apt-get). Otherwise it says what is missing;
 # the tests then skip locally, and fail under CI=true.
 set -u
@@ -18,6 +19,9 @@ command -v fuse-overlayfs >/dev/null 2>&1 || need+=(fuse-overlayfs)
 command -v slirp4netns >/dev/null 2>&1 || need+=(slirp4netns)
 command -v newuidmap >/dev/null 2>&1 || need+=(uidmap)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# The dashboard schema check (tests/test_dashboard_schema.py, grafana/schema-check): npm ci and tsc.
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 [ ${#need[@]} -eq 0 ] && exit 0
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

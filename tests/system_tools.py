@@ -1,4 +1,4 @@
-"""Locating the real components some tests need (promtool, prometheus, alertmanager, amtool).
+"""Locating the real components some tests need (promtool, prometheus, alertmanager, amtool, node, npm).
 
 Locally a missing tool skips the test with a message naming the Debian package that brings it;
 under CI (CI=true) it fails, because CI must run every test for real.
@@ -20,6 +20,8 @@ PACKAGES = {
     "podman": "podman",
     "runc": "runc",
     "mmdebstrap": "mmdebstrap",
+    "node": "nodejs",
+    "npm": "npm",
 }
 
 
