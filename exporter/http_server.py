@@ -244,8 +244,9 @@ class _Handler(BaseHTTPRequestHandler):
                 pass
 
     def do_HEAD(self) -> None:  # noqa: N802
-        self._send(200 if self.path.split("?", 1)[0] in ("/", "/metrics", "/healthz") else 404,
-                   "text/plain; charset=utf-8", b"", head_only=True)
+        path = self.path.split("?", 1)[0]
+        known = path in ("/", "/metrics", "/healthz", "/readyz") or path in self.server.extra_pages
+        self._send(200 if known else 404, "text/plain; charset=utf-8", b"", head_only=True)
 
     def _unsupported(self) -> None:
         self._send(405, "text/plain; charset=utf-8", b"method not allowed\n", extra={"Allow": "GET, HEAD"})

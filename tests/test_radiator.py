@@ -209,3 +209,24 @@ def test_chromium_on_the_demo_exporter(tmp_path: Path) -> None:
             process.kill()
             process.wait()
 
+
+
+def test_head_answers_for_every_page_the_server_serves() -> None:
+    import threading
+
+    from prometheus_client import CollectorRegistry
+
+    from exporter.http_server import ExporterHTTPServer
+
+    server = ExporterHTTPServer(("127.0.0.1", 0), CollectorRegistry(), lambda: True, dict,
+                                extra_pages={"/status": lambda: ("text/html", b"<p>x</p>")})
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        assert requests.head(f"{base}/status", timeout=5).status_code == 200
+        assert requests.head(f"{base}/readyz", timeout=5).status_code == 200
+        assert requests.head(f"{base}/nope", timeout=5).status_code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
