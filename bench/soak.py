@@ -1,18 +1,21 @@
 """The fault soak: the exporter (a subprocess, real HTTP) against the simulator (a subprocess, medium
 scale, accelerated time) while the simulator misbehaves, first one fault at a time at random, then all
-at once; then faults stop and every number must converge to the fault-free values.
+at once; then faults stop and every number must converge to the fault-free values. Every area runs:
+builds (with tests), pull requests, policies, deployments, agent pools and audit.
 
 `make soak` runs it for 10+ minutes; `tests/test_soak.py` runs a short version under `make test`.
 `run_soak` returns a report and raises `SoakFailure` listing every failed check.
 
 Checked, all the time: the process is alive; `/healthz` answers within a deadline; `/metrics` answers
-with a complete exposition (ends with a newline, parses with prometheus_client's parser, the builds
-area is all there or not at all and internally consistent); counters never decrease while their
+with a complete exposition (ends with a newline, parses with prometheus_client's parser, every area is
+all there or not at all and its families agree on their label sets); counters never decrease while their
 series exists. At the end: each fault showed up under its reason in
-`azdo_exporter_refresh_errors_total` (and 429s in `azdo_exporter_throttled_total`); projects that
-appeared and disappeared came and went; runs counted since the soak began match what the simulator
-completed in that period (never double-counted); RSS stayed flat; with the simulator's clock frozen,
-the builds gauges equal those of a fresh `--once` run.
+`azdo_exporter_refresh_errors_total` for every collector whose endpoints it hit (and 429s in
+`azdo_exporter_throttled_total`), and no collector failed with a reason no fault causes; no refresh
+crashed; projects that appeared and disappeared came and went; builds runs, completed pull requests and
+audit entries counted since the soak began match what the simulator produced in that period (never
+double-counted, none missed); RSS stayed flat; with the simulator's clock frozen, every gauge of every
+area equals that of a fresh `--once` run.
 """
 
 from __future__ import annotations
@@ -21,12 +24,13 @@ import argparse
 import base64
 import json
 import random
+import re
 import statistics
 import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,44 +53,131 @@ from bench.harness import (
 REQUEST_TIMEOUT = 2.0  # the exporter's AZDO_REQUEST_TIMEOUT during the soak
 HEALTH_DEADLINE = 5.0
 METRICS_DEADLINE = 30.0
-EXPECTED_REASONS = ("http_5xx", "timeout", "bad_response", "auth", "throttled")
-# since-start families: never decrease while their series exists
-MONOTONIC_SUFFIXES = ("_total", "_count", "_sum", "_bucket")
-SINCE_START_HISTOGRAMS = ("azdo_pipeline_run_duration_seconds", "azdo_pipeline_queue_duration_seconds",
-                          "azdo_pipeline_time_to_fix_seconds", "azdo_exporter_refresh_duration_seconds",
-                          "azdo_exporter_api_request_duration_seconds")
-# gauges that depend on the exporter's own clock or on the lookback edge (compared with a tolerance)
-CLOCK_DEPENDENT = ("azdo_pipeline_broken_duration_seconds",)
-WINDOW_PREFIX = "azdo_pipeline_window_"
+ALL_REASONS = ("auth", "throttled", "http_5xx", "http_4xx", "timeout", "connection", "bad_response")
+# No fault of the program answers 4xx (other than 429) or drops connections: a refresh failing with
+# one of these is a finding (e.g. a project deleted between the shared listing and its refresh).
+UNEXPECTED_REASONS = ("http_4xx", "connection")
 SOAK_PROJECTS = ("Soak-Appearing-1", "Soak-Appearing-2")
 
-# One fault at a time: (what, fault objects, the refresh-error reason it must cause or None).
-# Counts are set so that a request and its retry (AZDO_MAX_RETRIES=1) both meet the fault.
+
+@dataclass(frozen=True)
+class AreaSpec:
+    """One area (collector) as the soak sees it."""
+
+    collector: str
+    prefixes: tuple[str, ...]  # its metric families' name prefixes
+    # regex on the URL path: listings only this area requests (each fault step targets every area)
+    path: str
+    # listings paged with the x-ms-continuationtoken header (the never-ending token applies to them)
+    token_paged: bool
+    # pairs of families whose label sets (projected on `labels`) must be equal within one scrape
+    agree: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+
+
+PR_LABELS = ("project", "repository", "target_branch")
+AREAS: tuple[AreaSpec, ...] = (
+    AreaSpec("builds", ("azdo_pipeline_",), r"/_apis/build/builds/?$", True,
+             (("azdo_pipeline_info", "azdo_pipeline_runs_in_progress", ("project", "pipeline")),
+              ("azdo_pipeline_broken", "azdo_pipeline_runs_total", ("project", "pipeline", "branch")))),
+    AreaSpec("pull_requests", ("azdo_pull_request",), r"/_apis/git/pullrequests/?$", False,
+             (("azdo_pull_requests_open", "azdo_pull_requests_bypassed_total", PR_LABELS),
+              ("azdo_pull_requests_open", "azdo_pull_requests_window_bypassed", PR_LABELS),
+              ("azdo_pull_requests_completed_total", "azdo_pull_requests_window_completed",
+               (*PR_LABELS, "reviewed")))),
+    AreaSpec("policies", ("azdo_branch_policy_",), r"/_apis/policy/configurations/?$", True,
+             (("azdo_branch_policy_min_reviewers", "azdo_branch_policy_enabled",
+               ("project", "repository", "branch")),)),
+    AreaSpec("deployments", ("azdo_deployment",),
+             r"/_apis/(release/deployments|distributedtask/environments(/\d+/environmentdeploymentrecords)?)/?$", True,
+             (("azdo_deployments_total", "azdo_deployments_window",
+               ("project", "pipeline", "environment", "kind", "result")),)),
+    AreaSpec("agent_pools", ("azdo_agent_pool",), r"/_apis/distributedtask/pools(/\d+/(agents|jobrequests))?/?$", True,
+             (("azdo_agent_pool_agents", "azdo_agent_pool_jobs", ("pool",)),)),
+    AreaSpec("audit", ("azdo_audit_",), r"/_apis/audit/auditlog/?$", False,
+             (("azdo_audit_events_total", "azdo_audit_window_events", ("area", "category", "action")),)),
+)
+COLLECTORS = tuple(a.collector for a in AREAS)
+
+# Since-start families: never decrease while their series exists. Every `_total` counter, and these
+# histograms (their _bucket/_count/_sum).
+SINCE_START_HISTOGRAMS = ("azdo_pipeline_run_duration_seconds", "azdo_pipeline_queue_duration_seconds",
+                          "azdo_pipeline_time_to_fix_seconds", "azdo_pull_request_time_to_merge_seconds",
+                          "azdo_deployment_lead_time_seconds", "azdo_exporter_refresh_duration_seconds",
+                          "azdo_exporter_api_request_duration_seconds")
+MONOTONIC_SUFFIXES = ("_total", "_count", "_sum", "_bucket")
+
+# Families left out of the comparison with a fresh `--once` run, by name, and why:
+NOT_COMPARED = {
+    # since the exporter started: a fresh process starts them at 0 (checked against the simulator's
+    # truth instead, where it can be: runs, completed pull requests, audit entries)
+    "azdo_pipeline_runs_total": "since-start counter",
+    "azdo_pipeline_tests_total": "since-start counter",
+    "azdo_pull_requests_completed_total": "since-start counter",
+    "azdo_pull_requests_bypassed_total": "since-start counter",
+    "azdo_deployments_total": "since-start counter",
+    "azdo_audit_events_total": "since-start counter",
+    "azdo_pipeline_run_duration_seconds": "since-start histogram",
+    "azdo_pipeline_queue_duration_seconds": "since-start histogram",
+    "azdo_pipeline_time_to_fix_seconds": "since-start histogram",
+    "azdo_pull_request_time_to_merge_seconds": "since-start histogram",
+    "azdo_deployment_lead_time_seconds": "since-start histogram",
+    # now minus broken-since, on the reader's own clock: the two processes read it seconds apart
+    "azdo_pipeline_broken_duration_seconds": "depends on the exporter's clock",
+}
+# Window gauges: the window's start is the exporter's own clock minus the lookback (and the audit
+# log is read up to the exporter's own now); the two runs read their clocks seconds apart, so a
+# handful of series at the window's edges may differ. Tolerated per area: max(5, 0.5 %).
+WINDOW_MARKERS = ("_window_", "_window")
+
+
+def _per_area(kind: str, count: int, *, only_token_paged: bool = False, **extra: Any) -> list[dict[str, Any]]:
+    """One fault object per area, each on that area's own endpoints with its own count."""
+    return [{"kind": kind, "path": a.path, "count": count, **extra} for a in AREAS
+            if a.token_paged or not only_token_paged]
+
+
+# One fault at a time: (what, fault objects, the refresh-error reason it must cause or None). Each step
+# hits every area's endpoints (org-level ones included: pools, audit); counts are set so that a request
+# and its retry (AZDO_MAX_RETRIES=1) both meet the fault.
 SINGLE_FAULTS: list[tuple[str, list[dict[str, Any]], str | None]] = [
-    ("5xx answers", [{"kind": "status", "path": "/build/builds", "status": 503, "count": 2}], "http_5xx"),
-    ("500 on the projects listing", [{"kind": "status", "path": "/_apis/projects", "status": 500, "count": 2}],
+    ("5xx answers", _per_area("status", 2, status=503), "http_5xx"),
+    ("500 on the projects listing", [{"kind": "status", "path": r"/_apis/projects/?$", "status": 500, "count": 2}],
      "http_5xx"),
-    ("timeouts", [{"kind": "delay", "path": "/build/builds", "delay": REQUEST_TIMEOUT + 1.5, "count": 2}],
-     "timeout"),
-    ("truncated JSON", [{"kind": "truncated", "path": "/build/definitions", "count": 2}], "bad_response"),
-    ("malformed JSON", [{"kind": "malformed", "path": "/build/builds", "count": 2}], "bad_response"),
-    ("203 sign-in page", [{"kind": "signin", "path": "/build/builds", "count": 1}], "auth"),
-    ("429 storm with Retry-After", [{"kind": "throttle", "path": "", "retry_after": 1, "count": 4}], "throttled"),
-    ("slow answers", [{"kind": "delay", "path": "/build/", "delay": REQUEST_TIMEOUT / 3, "count": 6}], None),
-    ("never-ending continuation token", [{"kind": "repeat_token", "path": "/build/builds", "count": 2}],
-     "bad_response"),
-    ("Retry-After on a 200", [{"kind": "retry_after_ok", "path": "/build/builds", "retry_after": 1, "count": 2}],
-     None),
+    ("timeouts", _per_area("delay", 2, delay=REQUEST_TIMEOUT + 1.5), "timeout"),
+    ("truncated JSON", _per_area("truncated", 2), "bad_response"),
+    ("malformed JSON", _per_area("malformed", 2), "bad_response"),
+    ("203 sign-in page", _per_area("signin", 1), "auth"),
+    ("429 storm with Retry-After", _per_area("throttle", 2, retry_after=1), "throttled"),
+    ("slow answers", _per_area("delay", 6, delay=REQUEST_TIMEOUT / 3), None),
+    # pull requests page with $top/$skip and the audit log with a token in the body: the simulator's
+    # never-ending header token does not apply to them, so this step leaves them out
+    ("never-ending continuation token", _per_area("repeat_token", 2, only_token_paged=True), "bad_response"),
+    ("Retry-After on a 200", _per_area("retry_after_ok", 2, retry_after=1), None),
 ]
+
+
+def expected_reasons() -> dict[str, set[str]]:
+    """Collector -> the reasons the single-fault program must make it report."""
+    out: dict[str, set[str]] = {c: set() for c in COLLECTORS}
+    for _, faults, reason in SINGLE_FAULTS:
+        if reason is None:
+            continue
+        for fault in faults:
+            for area in AREAS:
+                if fault["path"] == area.path:
+                    out[area.collector].add(reason)
+    return out
+
+
 ALL_AT_ONCE = [
-    {"kind": "status", "path": "", "status": 502, "probability": 0.05},
-    {"kind": "delay", "path": "/build/builds", "delay": REQUEST_TIMEOUT + 1.0, "probability": 0.03},
-    {"kind": "truncated", "path": "", "probability": 0.04},
-    {"kind": "malformed", "path": "", "probability": 0.04},
-    {"kind": "signin", "path": "/build/", "probability": 0.02},
-    {"kind": "throttle", "path": "", "retry_after": 1, "probability": 0.04},
+    {"kind": "status", "path": "", "status": 502, "probability": 0.04},
+    {"kind": "delay", "path": "", "delay": REQUEST_TIMEOUT + 1.0, "probability": 0.01},
+    {"kind": "truncated", "path": "", "probability": 0.03},
+    {"kind": "malformed", "path": "", "probability": 0.03},
+    {"kind": "signin", "path": "", "probability": 0.01},
+    {"kind": "throttle", "path": "", "retry_after": 1, "probability": 0.03},
     {"kind": "delay", "path": "", "delay": 0.3, "probability": 0.05},
-    {"kind": "repeat_token", "path": "/build/builds", "probability": 0.03},
+    {"kind": "repeat_token", "path": "", "probability": 0.02},
 ]
 
 
@@ -94,7 +185,25 @@ class SoakFailure(AssertionError):
     pass
 
 
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+Key = tuple[str, tuple[tuple[str, str], ...]]
+Samples = dict[Key, float]
+
+
+@dataclass
+class Converged:
+    compared: int = 0
+    window_edge: int = 0
+    differ: int = 0
+
+
+@dataclass
+class Truth:
+    """A counter's increase during the soak against what the simulator produced meanwhile."""
+
+    what: str
+    counted: float = 0.0
+    lower: int = 0
+    upper: int = 0
 
 
 @dataclass
@@ -105,40 +214,55 @@ class Report:
     max_health_latency: float = 0.0
     max_scrape_latency: float = 0.0
     faults_injected: list[str] = field(default_factory=list)
-    reasons: dict[str, float] = field(default_factory=dict)
+    reasons: dict[str, dict[str, float]] = field(default_factory=dict)  # collector -> reason -> errors
     throttled: float = 0.0
     rss_mib: list[float] = field(default_factory=list)
-    runs_counted: float = 0.0
-    runs_truth: tuple[int, int] = (0, 0)
-    compared_series: int = 0
-    window_mismatches: int = 0
+    truths: dict[str, Truth] = field(default_factory=dict)
+    converged: dict[str, Converged] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
 
     def lines(self) -> list[str]:
         rss = self.rss_mib
-        return [
+        kinds = Counter(self.faults_injected)
+        out = [
             f"soak ran {self.duration:.0f} s: {self.scrapes} /metrics scrapes (max {self.max_scrape_latency:.2f} s), "
             f"{self.health_checks} /healthz checks (max {self.max_health_latency:.2f} s)",
-            f"faults injected: {', '.join(self.faults_injected)}",
-            "refresh errors by reason: " + ", ".join(f"{k}={v:.0f}" for k, v in sorted(self.reasons.items())),
+            f"faults injected ({len(self.faults_injected)} steps): "
+            + ", ".join(f"{what} x{n}" for what, n in sorted(kinds.items())),
+            "refresh errors by collector and reason:",
+            *[f"  {c:<14} " + ", ".join(f"{r}={v:.0f}" for r, v in sorted(by.items()))
+              for c, by in sorted(self.reasons.items())],
             f"azdo_exporter_throttled_total: {self.throttled:.0f}",
             f"RSS MiB: first {rss[0] if rss else 0:.0f}, median {statistics.median(rss) if rss else 0:.0f}, "
             f"max {max(rss) if rss else 0:.0f}, last {rss[-1] if rss else 0:.0f} ({len(rss)} samples)",
-            f"runs counted during the soak: {self.runs_counted:.0f}; simulator completed between "
-            f"{self.runs_truth[0]} and {self.runs_truth[1]} (bounds from scrape timing)",
-            f"converged: {self.compared_series} builds gauge series equal to a fresh --once run"
-            f" ({self.window_mismatches} lookback-edge differences in window gauges)",
+            "counted during the soak vs the simulator (bounds from scrape timing):",
+            *[f"  {name:<14} {t.what}: counted {t.counted:.0f}, simulator between {t.lower} and {t.upper}"
+              for name, t in self.truths.items()],
+            "converged with a fresh --once run (series compared, window-edge differences, other differences):",
+            *[f"  {c:<14} {v.compared} series, {v.window_edge} window-edge, {v.differ} other"
+              for c, v in self.converged.items()],
             "checks: " + ("ALL PASSED" if not self.failures else f"{len(self.failures)} FAILED"),
-            *[f"  FAILED: {f}" for f in self.failures[:30]],
+            *[f"  FAILED: {f}" for f in self.failures[:40]],
         ]
+        return out
 
 
-def parse_exposition(text: str) -> Samples:
+def parse_exposition(text: str) -> tuple[Samples, set[str]]:
+    """The samples, and the names of the families (with or without samples)."""
     samples: Samples = {}
+    families: set[str] = set()
     for family in text_string_to_metric_families(text):
+        families.add(family.name)
         for s in family.samples:
             samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return samples
+    return samples, families
+
+
+def area_of(name: str) -> str | None:
+    for area in AREAS:
+        if name.startswith(area.prefixes):
+            return area.collector
+    return None
 
 
 class Watcher:
@@ -150,7 +274,7 @@ class Watcher:
         self.stop = threading.Event()
         self.lock = threading.Lock()
         self.latest: Samples = {}
-        self.builds_families: set[str] | None = None
+        self.area_families: dict[str, set[str]] = {}  # collector -> its families, as first published
         self._previous: Samples = {}
         self._threads = [threading.Thread(target=self._health, daemon=True),
                          threading.Thread(target=self._scrape, daemon=True),
@@ -213,30 +337,41 @@ class Watcher:
             self.fail(f"/metrics answered {status} with an incomplete exposition ({len(body)} bytes)")
             return None
         try:
-            samples = parse_exposition(text)
+            samples, families = parse_exposition(text)
         except Exception as error:  # the parser raises ValueError and friends on broken text
             self.fail(f"/metrics does not parse: {type(error).__name__}: {error}")
             return None
-        self._check_area(samples)
+        self._check_areas(samples, families)
         self._check_monotonic(samples)
         with self.lock:
             self.latest = samples
         return samples
 
-    def _check_area(self, samples: Samples) -> None:
-        names = {name for name, _ in samples if name.startswith("azdo_pipeline_")}
-        families = {_family(name) for name in names}
-        if self.builds_families is None:
-            self.builds_families = families
-        elif families and families != self.builds_families:
-            self.fail(f"builds area half there: families {sorted(families ^ self.builds_families)[:5]} differ")
+    def _check_areas(self, samples: Samples, families: set[str]) -> None:
+        """Each area all there or not at all (its set of families never changes once published), and its
+        families agree on their label sets within one scrape (never a mix of two snapshots)."""
+        by_area: dict[str, set[str]] = defaultdict(set)
+        for name in families:
+            area = area_of(name)
+            if area is not None:
+                by_area[area].add(name)
+            elif not name.startswith("azdo_exporter_"):
+                self.fail(f"family {name} belongs to no area the soak knows")
+        for area, names in by_area.items():
+            first = self.area_families.setdefault(area, names)
+            if names != first:
+                self.fail(f"{area} area half there: families {sorted(names ^ first)[:5]} differ")
+        for spec in AREAS:
+            for one, other, labels in spec.agree:
+                a = {_labels(lb, *labels) for n, lb in samples if n == one}
+                b = {_labels(lb, *labels) for n, lb in samples if n == other}
+                if a != b:
+                    self.fail(f"{spec.collector}: {one} and {other} disagree on their {'/'.join(labels)} within "
+                              f"one scrape (a mixed or half-applied snapshot): {sorted(a ^ b)[:3]}")
         pipelines = {_labels(lb, "project", "pipeline") for n, lb in samples if n == "azdo_pipeline_info"}
-        running = {_labels(lb, "project", "pipeline") for n, lb in samples if n == "azdo_pipeline_runs_in_progress"}
-        branches = {_labels(lb, "project", "pipeline", "branch") for n, lb in samples if n == "azdo_pipeline_broken"}
-        counted = {_labels(lb, "project", "pipeline", "branch") for n, lb in samples
-                   if n == "azdo_pipeline_runs_total"}
-        if pipelines != running or branches != counted or not {b[:2] for b in branches} <= pipelines:
-            self.fail("builds families disagree on their pipelines/branches within one scrape (a mixed snapshot)")
+        branches = {_labels(lb, "project", "pipeline") for n, lb in samples if n == "azdo_pipeline_broken"}
+        if not branches <= pipelines:
+            self.fail("builds: branches of pipelines without azdo_pipeline_info within one scrape")
 
     def _check_monotonic(self, samples: Samples) -> None:
         previous = self._previous
@@ -280,7 +415,7 @@ def _sum(samples: Samples, name: str, **match: str) -> float:
     return sum(v for (n, lb), v in samples.items() if n == name and all((k, x) in lb for k, x in match.items()))
 
 
-def _wait(condition: Callable[[], bool], timeout: float, step: float = 0.5) -> bool:
+def _wait(condition: Callable[[], bool], timeout: float, step: float = 0.25) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -345,6 +480,60 @@ class Simulator:
                 break
         return counts
 
+    def get(self, url: str) -> tuple[Any, dict[str, str]]:
+        status, body, headers = http_get(url, timeout=60, headers=self.auth)
+        if status != 200:
+            raise SoakFailure(f"simulator answered {status} to the soak's own check {url}")
+        return json.loads(body), headers
+
+    def pull_requests_completed_between(self, project: str, t_from: float, t_to: float) \
+            -> dict[tuple[str, str, str], int]:
+        """Completed pull requests per (repository, target branch, reviewed) closed in [t_from, t_to)."""
+        from exporter.pull_requests import is_reviewed
+        from exporter.simulator.model import format_time
+
+        counts: dict[tuple[str, str, str], int] = defaultdict(int)
+        seen: set[int] = set()
+        params = (f"api-version=7.1&searchCriteria.status=completed&searchCriteria.queryTimeRangeType=closed"
+                  f"&searchCriteria.minTime={format_time(t_from)}&searchCriteria.maxTime={format_time(t_to)}")
+        for page in range(1000):
+            body, _ = self.get(f"{self.org_url}/{project}/_apis/git/pullrequests?{params}&$top=100&$skip={page * 100}")
+            for pr in body["value"]:
+                if pr["pullRequestId"] in seen:
+                    continue
+                seen.add(pr["pullRequestId"])
+                branch = str(pr.get("targetRefName", "")).removeprefix("refs/heads/")
+                counts[(pr["repository"]["name"], branch, "true" if is_reviewed(pr) else "false")] += 1
+            if len(body["value"]) < 100:
+                break
+        return counts
+
+    def audit_entries_between(self, t_from: float, t_to: float) -> dict[tuple[str, str, str], int]:
+        """Audit entries per (area, category, action) with a timestamp in [t_from, t_to]."""
+        from exporter.simulator.model import format_time
+
+        def label(value: object, lower: bool = False) -> str:
+            text = value.strip() if isinstance(value, str) else ""
+            return (text.lower() if lower else text) or "unknown"
+
+        counts: dict[tuple[str, str, str], int] = defaultdict(int)
+        seen: set[str] = set()
+        params = (f"api-version=7.1-preview.1&batchSize=1000&startTime={format_time(t_from)}"
+                  f"&endTime={format_time(t_to)}")
+        token = ""
+        for _ in range(1000):
+            body, _ = self.get(f"{self.org_url}/_apis/audit/auditlog?{params}{token}")
+            for entry in body["decoratedAuditLogEntries"]:
+                if entry["id"] in seen:
+                    continue
+                seen.add(entry["id"])
+                counts[(label(entry.get("area")), label(entry.get("category"), lower=True),
+                        label(entry.get("actionId")))] += 1
+            if not body.get("hasMore"):
+                break
+            token = f"&continuationToken={body['continuationToken']}"
+        return counts
+
 
 def run_soak(duration: float, *, interval: float = 5.0, speed: float = 30.0, scale: str = "medium",
              seed: int = 7, log: Callable[[str], None] = print) -> Report:
@@ -352,11 +541,9 @@ def run_soak(duration: float, *, interval: float = 5.0, speed: float = 30.0, sca
     report = Report()
     rng = random.Random(seed)
     log_dir = Path(tempfile.mkdtemp(prefix="azdo-soak-"))
-    env = {"AZDO_REQUEST_TIMEOUT": f"{REQUEST_TIMEOUT:g}s", "AZDO_MAX_RETRIES": "1",
-           "AZDO_INTERVAL_BUILDS": f"{interval:g}s", "AZDO_INTERVAL_TESTS": f"{interval:g}s",
-           "AZDO_LOG_LEVEL": "WARNING"}
-    for area in ("PULL_REQUESTS", "POLICIES", "DEPLOYMENTS", "AGENT_POOLS", "AUDIT"):
-        env[f"AZDO_INTERVAL_{area}"] = "0"  # the soak covers the builds area; others join as they land
+    env = {"AZDO_REQUEST_TIMEOUT": f"{REQUEST_TIMEOUT:g}s", "AZDO_MAX_RETRIES": "1", "AZDO_LOG_LEVEL": "WARNING"}
+    for area in (*COLLECTORS, "tests"):
+        env[f"AZDO_INTERVAL_{area.upper()}"] = f"{interval:g}s"  # every area, at the soak's interval
     began = time.monotonic()
     with processes() as started:
         sim_proc = start_simulator(log_dir, scale=scale, speed=speed, seed=seed)
@@ -368,7 +555,7 @@ def run_soak(duration: float, *, interval: float = 5.0, speed: float = 30.0, sca
         log(f"soak: exporter ready after {time.monotonic() - began:.0f}s; logs in {log_dir}")
         watcher = Watcher(exporter, report)
         first = watcher.scrape_once(gzip=True) or {}
-        t_first = sim.clock()
+        t_first, wall_first = sim.clock(), time.time()
         watcher.start()
         soak_began = time.monotonic()
         random_until = soak_began + duration * 0.5
@@ -380,7 +567,7 @@ def run_soak(duration: float, *, interval: float = 5.0, speed: float = 30.0, sca
         def fault_step(faults: list[dict[str, Any]]) -> Callable[[], None]:
             def step() -> None:
                 sim.faults(faults)
-                if not _wait(sim.consumed, timeout=interval * 6 + 10):
+                if not _wait(sim.consumed, timeout=interval * 6 + 15):
                     watcher.fail(f"fault {faults} was not consumed by the exporter within the wait")
                 sim.clear()
             return step
@@ -424,6 +611,7 @@ def run_soak(duration: float, *, interval: float = 5.0, speed: float = 30.0, sca
         report.faults_injected.append("everything at once")
         sim.faults(ALL_AT_ONCE)
         sim.projects(add=[SOAK_PROJECTS[1]])
+        together_until = max(together_until, time.monotonic() + 3 * interval)  # even when the program ran long
         while time.monotonic() < together_until and exporter.alive():
             time.sleep(1.0)
         sim.projects(remove=[SOAK_PROJECTS[1]])
@@ -433,39 +621,56 @@ def run_soak(duration: float, *, interval: float = 5.0, speed: float = 30.0, sca
         log("  recovery")
         recovery_deadline = max(time.monotonic() + interval * 6 + 30, soak_began + duration)
 
-        def refreshed_ok(after: float) -> Callable[[], bool]:
+        def cycles() -> dict[str, float]:
+            return {c: _sum(watcher.latest, "azdo_exporter_refresh_duration_seconds_count", collector=c)
+                    for c in COLLECTORS}
+
+        def refreshed_ok(after: dict[str, float]) -> Callable[[], bool]:
+            """Every collector succeeded in its latest refresh and refreshed twice more since `after`."""
             def check() -> bool:
                 latest = watcher.latest
-                cycles = _sum(latest, "azdo_exporter_refresh_duration_seconds_count", collector="builds")
-                return _sum(latest, "azdo_exporter_refresh_success", collector="builds") == 1 and cycles >= after + 2
+                return all(_sum(latest, "azdo_exporter_refresh_success", collector=c) == 1 and
+                           _sum(latest, "azdo_exporter_refresh_duration_seconds_count", collector=c) >= n + 2
+                           for c, n in after.items())
             return check
 
-        cycles_now = _sum(watcher.latest, "azdo_exporter_refresh_duration_seconds_count", collector="builds")
-        if not _wait(refreshed_ok(cycles_now), timeout=max(10.0, recovery_deadline - time.monotonic())):
-            watcher.fail("the builds collector did not recover after the faults stopped")
+        def not_recovered(after: dict[str, float]) -> list[str]:
+            latest = watcher.latest
+            return [c for c, n in after.items()
+                    if not (_sum(latest, "azdo_exporter_refresh_success", collector=c) == 1 and
+                            _sum(latest, "azdo_exporter_refresh_duration_seconds_count", collector=c) >= n + 2)]
+
+        before = cycles()
+        if not _wait(refreshed_ok(before), timeout=max(10.0, recovery_deadline - time.monotonic())):
+            watcher.fail(f"collectors did not recover after the faults stopped: {not_recovered(before)}")
         while time.monotonic() < soak_began + duration:
             time.sleep(1.0)
-        # freeze simulated time, wait for two complete refreshes, then compare with a fresh --once run
+        # freeze simulated time, wait for two complete refreshes of every area, then compare with --once
         t_frozen = sim.clock(speed=1e-9)
-        cycles_now = _sum(watcher.latest, "azdo_exporter_refresh_duration_seconds_count", collector="builds")
-        if not _wait(refreshed_ok(cycles_now), timeout=interval * 6 + 30):
-            watcher.fail("no successful refresh after the clock was frozen")
+        before = cycles()
+        if not _wait(refreshed_ok(before), timeout=interval * 6 + 30):
+            watcher.fail(f"no successful refresh after the clock was frozen: {not_recovered(before)}")
         watcher.finish()
         final = watcher.scrape_once(gzip=False) or {}
+        wall_last = time.time()
         report.duration = time.monotonic() - soak_began
         code, once_text, once_err = run_once(sim.org_url, env)
         if code != 0:
             watcher.fail(f"--once failed with {code}: {once_err.strip()[-300:]}")
         else:
-            _compare(final, parse_exposition(once_text), report, watcher)
+            _compare(final, parse_exposition(once_text)[0], report, watcher)
         _check_reasons(final, report, watcher)
-        _check_runs(sim, first, final, t_first, t_frozen, speed, interval, report, watcher)
+        lag = interval * 2 + 10  # how far behind the clock a scrape's numbers can be, in wall seconds
+        _check_runs(sim, first, final, t_first, t_frozen, lag * speed, report, watcher)
+        _check_pull_requests(sim, first, final, t_first, t_frozen, lag * speed, report, watcher)
+        _check_audit(sim, first, final, wall_first, wall_last, lag, report, watcher)
         _check_memory(report, watcher)
         if not exporter.alive():
             watcher.fail(f"exporter exited with {exporter.popen.returncode}")
         code = exporter.stop()
         if code != 0:
             watcher.fail(f"exporter exited with {code} on SIGTERM:\n{exporter.log_tail()}")
+        _check_log(exporter, watcher)
     for line in report.lines():
         log(line)
     if report.failures:
@@ -477,75 +682,145 @@ def _has_project(samples: Samples, project: str) -> bool:
     return any(n == "azdo_pipeline_info" and ("project", project) in lb for n, lb in samples)
 
 
+def _is_window(name: str) -> bool:
+    family = _family(name)
+    return any(marker in family for marker in WINDOW_MARKERS)
+
+
 def _compare(final: Samples, fresh: Samples, report: Report, watcher: Watcher) -> None:
-    """Builds gauges of the long-running exporter equal a fresh --once run at the same (frozen) time."""
-    def gauges(samples: Samples) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        return {k: v for k, v in samples.items() if k[0].startswith("azdo_pipeline_") and not _monotonic(k[0])
-                and _family(k[0]) not in SINCE_START_HISTOGRAMS and k[0] not in CLOCK_DEPENDENT}
+    """Every non-self series of the long-running exporter equals a fresh --once run at the same (frozen)
+    simulated time, except the families in NOT_COMPARED; window gauges within an edge tolerance."""
+    def gauges(samples: Samples) -> dict[str, dict[Key, float]]:
+        out: dict[str, dict[Key, float]] = defaultdict(dict)
+        for key, value in samples.items():
+            area = area_of(key[0])
+            if area is not None and _family(key[0]) not in NOT_COMPARED and key[0] not in NOT_COMPARED:
+                out[area][key] = value
+        return out
+
     ours, theirs = gauges(final), gauges(fresh)
-    if not theirs:
-        watcher.fail("the fresh --once run exported no builds gauges")
-        return
-    differ = [k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)]
-    window = [k for k in differ if k[0].startswith(WINDOW_PREFIX)]
-    others = [k for k in differ if not k[0].startswith(WINDOW_PREFIX)]
-    report.compared_series = len(theirs)
-    report.window_mismatches = len(window)
-    for key in others[:10]:
-        watcher.fail(f"did not converge: {key[0]}{dict(key[1])}: ours {ours.get(key)}, fresh {theirs.get(key)}")
-    # the window's start is the exporter's own clock minus the lookback; the two runs read it seconds apart
-    if len(window) > max(5, len(theirs) // 200):
-        watcher.fail(f"{len(window)} window gauges differ from a fresh run (first: {window[0]})")
+    for area in COLLECTORS:
+        mine, fresh_area = ours.get(area, {}), theirs.get(area, {})
+        result = report.converged.setdefault(area, Converged())
+        result.compared = len(fresh_area)
+        if not fresh_area:
+            watcher.fail(f"{area}: the fresh --once run exported no series to compare")
+            continue
+        differ = [k for k in mine.keys() | fresh_area.keys() if mine.get(k) != fresh_area.get(k)]
+        window = [k for k in differ if _is_window(k[0])]
+        others = [k for k in differ if not _is_window(k[0])]
+        result.window_edge, result.differ = len(window), len(others)
+        for key in sorted(others)[:10]:
+            watcher.fail(f"{area} did not converge: {key[0]}{dict(key[1])}: ours {mine.get(key)}, "
+                         f"fresh {fresh_area.get(key)}")
+        if len(window) > max(5, len(fresh_area) // 200):
+            watcher.fail(f"{area}: {len(window)} window series differ from a fresh run (first: {sorted(window)[0]})")
 
 
 def _check_reasons(final: Samples, report: Report, watcher: Watcher) -> None:
-    report.reasons = {reason: _sum(final, "azdo_exporter_refresh_errors_total", reason=reason)
-                      for reason in ("auth", "throttled", "http_5xx", "http_4xx", "timeout", "connection",
-                                     "bad_response")}
+    """Each collector reports every fault that hit its endpoints, under the right reason, and nothing else."""
+    report.reasons = {c: {r: _sum(final, "azdo_exporter_refresh_errors_total", collector=c, reason=r)
+                          for r in ALL_REASONS} for c in COLLECTORS}
     report.throttled = _sum(final, "azdo_exporter_throttled_total")
-    for reason in EXPECTED_REASONS:
-        if report.reasons.get(reason, 0) <= 0:
-            watcher.fail(f"azdo_exporter_refresh_errors_total{{reason=\"{reason}\"}} never increased")
+    for collector, reasons in expected_reasons().items():
+        for reason in sorted(reasons):
+            if report.reasons[collector][reason] <= 0:
+                watcher.fail(f'azdo_exporter_refresh_errors_total{{collector="{collector}",reason="{reason}"}} '
+                             "never increased")
+        for reason in UNEXPECTED_REASONS:
+            if report.reasons[collector][reason] > 0:
+                watcher.fail(f"{collector} failed {report.reasons[collector][reason]:.0f} refreshes with reason "
+                             f"{reason}, which no fault causes")
     if report.throttled <= 0:
         watcher.fail("azdo_exporter_throttled_total never increased")
     if _sum(final, "azdo_exporter_api_requests_total", code="timeout") <= 0:
         watcher.fail('azdo_exporter_api_requests_total{code="timeout"} never increased')
 
 
-def _check_runs(sim: Simulator, first: Samples, final: Samples, t_first: float, t_last: float, speed: float,
-                interval: float, report: Report, watcher: Watcher) -> None:
+def _increase(first: Samples, final: Samples, name: str, *labels: str) -> dict[tuple[str, ...], float]:
+    """Per label tuple: the counter's increase from `first` to `final` (the soak's projects left out)."""
+    out: dict[tuple[str, ...], float] = defaultdict(float)
+    for (n, lb), value in final.items():
+        if n == name and dict(lb).get("project") not in SOAK_PROJECTS:
+            out[_labels(lb, *labels)] += value - first.get((n, lb), 0.0)
+    return out
+
+
+def _bounded(what: str, counted: dict[Any, float], lower: dict[Any, int], upper: dict[Any, int],
+             watcher: Watcher) -> Truth:
+    """Per key: lower <= counted <= upper. More than upper is a double count, fewer than lower a miss."""
+    truth = Truth(what, counted=sum(counted.values()))
+    for key, value in sorted(counted.items()):
+        hi, lo = upper.get(key, 0), lower.get(key, 0)
+        truth.upper += hi
+        truth.lower += lo
+        if value > hi:
+            watcher.fail(f"double-counted {what}: {key} counted {value:.0f}, the simulator has at most {hi}")
+        if value < lo:
+            watcher.fail(f"missed {what}: {key} counted {value:.0f}, the simulator has at least {lo}")
+    for key in sorted(set(lower) - set(counted)):
+        truth.lower += lower[key]
+        watcher.fail(f"missed {what}: {key} has no series, the simulator has at least {lower[key]}")
+    return truth
+
+
+def _check_runs(sim: Simulator, first: Samples, final: Samples, t_first: float, t_last: float, lag: float,
+                report: Report, watcher: Watcher) -> None:
     """Runs counted since the first scrape against the runs the simulator completed meanwhile."""
     ids = {(_labels(lb, "project")[0], _labels(lb, "pipeline")[0]): int(dict(lb)["pipeline_id"])
            for n, lb in final if n == "azdo_pipeline_info"}
-    increase: dict[tuple[str, int, str], float] = defaultdict(float)
-    for (name, lb), value in final.items():
-        if name != "azdo_pipeline_runs_total":
-            continue
-        project, pipeline, branch = _labels(lb, "project", "pipeline", "branch")
-        if project in SOAK_PROJECTS:
-            continue
-        before = first.get((name, lb), 0.0)
-        increase[(project, ids[(project, pipeline)], branch)] += value - before
-    lag = (interval * 2 + 10) * speed  # how far behind simulated time a scrape can be
-    projects = {key[0] for key in increase}
-    upper_total = lower_total = 0
-    for project in sorted(projects):
-        upper = sim.completed_between(project, t_first - lag, t_last + 1)
-        lower = sim.completed_between(project, t_first, t_last - lag)
-        for key, counted in increase.items():
-            if key[0] != project:
-                continue
-            hi, lo = upper.get(key[1:], 0), lower.get(key[1:], 0)
-            upper_total += hi
-            lower_total += lo
-            if counted > hi:
-                watcher.fail(f"double-counted: {key} counted {counted:.0f} runs, the simulator completed at most {hi}")
-            if counted < lo:
-                watcher.fail(f"missed runs: {key} counted {counted:.0f} runs, the simulator completed at least {lo}")
-    report.runs_counted = sum(increase.values())
-    report.runs_truth = (lower_total, upper_total)
-    if report.runs_counted <= 0:
+    increase = _increase(first, final, "azdo_pipeline_runs_total", "project", "pipeline", "branch")
+    counted = {(p, ids[(p, name)], b): v for (p, name, b), v in increase.items()}
+    upper: dict[tuple[str, int, str], int] = {}
+    lower: dict[tuple[str, int, str], int] = {}
+    for project in sorted({k[0] for k in counted}):
+        for (pipeline_id, branch), n in sim.completed_between(project, t_first - lag, t_last + 1).items():
+            upper[(project, pipeline_id, branch)] = n
+        for (pipeline_id, branch), n in sim.completed_between(project, t_first, t_last - lag).items():
+            if (project, pipeline_id, branch) in counted:  # untracked branches have no series
+                lower[(project, pipeline_id, branch)] = n
+    report.truths["builds"] = _bounded("runs", counted, lower, upper, watcher)
+    if report.truths["builds"].counted <= 0:
         watcher.fail("no run was counted during the soak")
+
+
+def _check_pull_requests(sim: Simulator, first: Samples, final: Samples, t_first: float, t_last: float, lag: float,
+                         report: Report, watcher: Watcher) -> None:
+    """Pull requests counted as completed since the first scrape against those the simulator closed."""
+    counted = _increase(first, final, "azdo_pull_requests_completed_total", *PR_LABELS, "reviewed")
+    upper: dict[tuple[str, ...], int] = {}
+    lower: dict[tuple[str, ...], int] = {}
+    for project in sorted({k[0] for k in counted}):
+        for key, n in sim.pull_requests_completed_between(project, t_first - lag, t_last + 1).items():
+            upper[(project, *key)] = n
+        for key, n in sim.pull_requests_completed_between(project, t_first, t_last - lag).items():
+            if (project, *key) in counted:  # pull requests into untracked branches have no series
+                lower[(project, *key)] = n
+    report.truths["pull_requests"] = _bounded("completed pull requests", counted, lower, upper, watcher)
+    if report.truths["pull_requests"].counted <= 0:
+        watcher.fail("no completed pull request was counted during the soak")
+
+
+def _check_audit(sim: Simulator, first: Samples, final: Samples, wall_first: float, wall_last: float, lag: float,
+                 report: Report, watcher: Watcher) -> None:
+    """Audit entries counted since the first scrape against the entries logged meanwhile. The audit area
+    reads the log up to its own clock's now (not the simulator's), so the bounds are in wall time."""
+    counted = _increase(first, final, "azdo_audit_events_total", "area", "category", "action")
+    upper = dict(sim.audit_entries_between(wall_first - lag, wall_last + 1))
+    lower = {k: n for k, n in sim.audit_entries_between(wall_first, wall_last - lag).items()}
+    report.truths["audit"] = _bounded("audit entries", counted, lower, upper, watcher)
+
+
+def _check_log(exporter: Proc, watcher: Watcher) -> None:
+    """A refresh that raised something other than an API error is a bug, even though the loop survives it."""
+    try:
+        text = exporter.log_path.read_text(errors="replace")
+    except OSError:
+        return
+    crashed = [line for line in text.splitlines() if re.search(r"refresh of \w+ crashed|Traceback", line)]
+    if crashed:
+        watcher.fail(f"{len(crashed)} refresh crashes in the exporter's log (first: {crashed[0][:200]}); "
+                     f"log: {exporter.log_path}")
 
 
 def _check_memory(report: Report, watcher: Watcher) -> None:
