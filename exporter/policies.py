@@ -27,10 +27,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter.azdo_types import HEADS, branch_name
-from exporter.client import ApiError, AzureDevOpsClient
+from exporter.client import ApiError, AzureDevOpsClient, NotFoundError
 from exporter.config import Config
 from exporter.projects import Project, ProjectDirectory
-from exporter.pull_requests import Repository, list_repositories
+from exporter.pull_requests import PROJECT_GONE, Repository, list_repositories
 from exporter.refresh import RefreshError
 
 PAGE_SIZE = 100
@@ -144,6 +144,10 @@ class PoliciesArea:
                 policies = [parse_policy(item) for page in
                             self._client.pages_by_token("policies", url, {"$top": PAGE_SIZE}) for item in page]
             except ApiError as error:
+                if isinstance(error, NotFoundError) and PROJECT_GONE in str(error):
+                    # The project was deleted since the shared (briefly cached) projects listing was read:
+                    # it leaves now, as if missing from the listing, and fails nothing.
+                    continue
                 reasons.append(error.reason)
                 messages.append(f"project {project.name}: {error}")
             else:

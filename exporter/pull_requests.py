@@ -23,12 +23,14 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter.azdo_types import branch_name, format_time, parse_time
-from exporter.client import ApiError, AzureDevOpsClient
+from exporter.client import ApiError, AzureDevOpsClient, NotFoundError
 from exporter.config import Config
 from exporter.families import DAY, HOUR, MINUTE, HistogramData, histogram_family
 from exporter.projects import Project, ProjectDirectory
 from exporter.refresh import RefreshError
 
+# Azure DevOps' code for "the project does not exist" (TF200016) in a 404 answer's message.
+PROJECT_GONE = "TF200016"
 PAGE_SIZE = 100  # below the service's default page (101), so a short page really is the last one
 # Pull requests closed just before the watermark may be indexed late; re-read a margin, dedupe by id.
 WATERMARK_OVERLAP = 600.0
@@ -157,6 +159,10 @@ class PullRequestsArea:
             try:
                 fetched = self._fetch(state, now)
             except ApiError as error:
+                if isinstance(error, NotFoundError) and PROJECT_GONE in str(error):
+                    # The project was deleted since the shared (briefly cached) projects listing was read:
+                    # it leaves now, as if missing from the listing, and fails nothing.
+                    continue
                 reasons.append(error.reason)
                 messages.append(f"project {project.name}: {error}")
             else:
