@@ -44,6 +44,8 @@ from exporter.refresh import RefreshError
 
 log = logging.getLogger(__name__)
 
+# Azure DevOps' code for "the project does not exist" (TF200016) in a 404 answer's message.
+PROJECT_GONE = "TF200016"
 KINDS = ("classic", "yaml")
 RESULT_LABEL_VALUES = ("succeeded", "partially_succeeded", "failed", "canceled")
 LEAD_TIME_BUCKETS = (15 * MINUTE, 30 * MINUTE, HOUR, 2 * HOUR, 4 * HOUR, 8 * HOUR, DAY, 2 * DAY, 7 * DAY,
@@ -202,6 +204,10 @@ class DeploymentsArea:
             try:
                 fetched = self._fetch(state, now)
             except ApiError as error:
+                if isinstance(error, NotFoundError) and PROJECT_GONE in str(error):
+                    # The project was deleted since the shared (briefly cached) projects listing was read:
+                    # it leaves now, as if missing from the listing, and fails nothing.
+                    continue
                 reasons.append(error.reason)
                 messages.append(f"project {project.name}: {error}")
             else:
