@@ -40,6 +40,9 @@ from exporter.families import (
 from exporter.projects import Project, ProjectDirectory
 from exporter.refresh import RefreshError
 
+# Azure DevOps' code for "the project does not exist" (TF200016) in a 404 answer's message.
+PROJECT_GONE = "TF200016"
+
 log = logging.getLogger(__name__)
 
 RESULT_LABEL_VALUES = ("succeeded", "partially_succeeded", "failed", "canceled")
@@ -217,7 +220,8 @@ class BuildsArea:
             try:
                 fetched = self._fetch(state, now)
             except ApiError as error:
-                if isinstance(error, NotFoundError) and error.endpoint == "definitions":
+                if isinstance(error, NotFoundError) and (error.endpoint == "definitions"
+                                                         or PROJECT_GONE in str(error)):
                     # The project was deleted (or hidden from the token) since the shared projects listing
                     # was read: it leaves now, as if missing from the listing, and fails nothing.
                     log.info("project %s is gone (%s); dropping its series", project.name, error)

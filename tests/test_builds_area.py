@@ -253,3 +253,33 @@ def test_one_failing_project_keeps_its_last_numbers_and_others_refresh(sim: Simu
     assert sample(exporter, "azdo_pipeline_broken", project="Platform", pipeline="c", branch="main") == 1
     assert sample(exporter, "azdo_pipeline_runs_total", project="Platform", pipeline="c", branch="main",
                   result="failed") == 1
+
+
+def test_a_project_deleted_during_its_refresh_leaves_without_failing_it(
+        sim: SimulatorServer, empty_org: Organization, make_exporter: ExporterFactory, monkeypatch: object) -> None:
+    """The fault soak found this: a project deleted after its definitions were read answers 404 (TF200016)
+    on its builds listing; that means "gone", not a failed refresh."""
+    import pytest
+
+    from exporter.client import AzureDevOpsClient
+
+    assert isinstance(monkeypatch, pytest.MonkeyPatch)
+    for name in ("Alpha", "Beta"):
+        empty_org.add_project(name)
+        empty_org.add_pipeline(name, "ci", repository=name)
+    exporter = make_exporter(sim, intervals={"builds": "60s", "tests": 0, "pull_requests": 0, "policies": 0,
+                                             "deployments": 0, "agent_pools": 0, "audit": 0})
+    assert exporter.refresh_all_once() == {"builds": None}
+    beta = empty_org.project("Beta")
+    assert beta is not None
+    original = AzureDevOpsClient.pages_by_token
+
+    def pages(self: AzureDevOpsClient, endpoint: str, url: str, *args: object, **kwargs: object) -> object:
+        yield from original(self, endpoint, url, *args, **kwargs)  # type: ignore[arg-type]
+        if endpoint == "definitions" and beta.id in url and empty_org.project("Beta") is not None:
+            empty_org.remove_project("Beta")  # deleted between its definitions and its builds listing
+
+    monkeypatch.setattr(AzureDevOpsClient, "pages_by_token", pages)
+    assert exporter.refresh_all_once() == {"builds": None}
+    assert sample(exporter, "azdo_exporter_refresh_errors_total", collector="builds", reason="http_4xx") == 0
+    assert not [s for m in exporter.registry.collect() for s in m.samples if s.labels.get("project") == "Beta"]
