@@ -37,11 +37,7 @@ from exporter.families import (
     gauge_histogram_family,
     histogram_family,
 )
-from exporter.projects import Project, ProjectDirectory
-from exporter.refresh import RefreshError
-
-# Azure DevOps' code for "the project does not exist" (TF200016) in a 404 answer's message.
-PROJECT_GONE = "TF200016"
+from exporter.projects import Project, ProjectDirectory, project_gone, refresh_each_project
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +184,11 @@ class CompactSamples:
         return f"CompactSamples({list(self)!r})"
 
 
+def _project_gone(error: ApiError) -> bool:
+    """Gone: the project does not exist any more, or its definitions are hidden from the token (404)."""
+    return project_gone(error) or (isinstance(error, NotFoundError) and error.endpoint == "definitions")
+
+
 class BuildsArea:
     """Refreshes build health for every admitted project and publishes its metric families."""
 
@@ -210,33 +211,18 @@ class BuildsArea:
 
     def refresh(self) -> None:
         now = self._clock()
-        projects = self._projects.projects()
-        reasons: list[str] = []
-        messages: list[str] = []
-        current: dict[str, ProjectState] = {}
-        for project in projects:
-            state = self._states.get(project.id) or ProjectState(project)
-            state.project = project  # a renamed project keeps its state
-            try:
-                fetched = self._fetch(state, now)
-            except ApiError as error:
-                if isinstance(error, NotFoundError) and (error.endpoint == "definitions"
-                                                         or PROJECT_GONE in str(error)):
-                    # The project was deleted (or hidden from the token) since the shared projects listing
-                    # was read: it leaves now, as if missing from the listing, and fails nothing.
-                    log.info("project %s is gone (%s); dropping its series", project.name, error)
-                    continue
-                reasons.append(error.reason)
-                messages.append(f"project {project.name}: {error}")
-            else:
-                self._apply(state, fetched, now)
-            if state.loaded:
-                current[project.id] = state
-        # Projects deleted or filtered out are dropped here, with every series they had.
-        self._states = current
+        self._states, failures = refresh_each_project(
+            self._projects.projects(), self._states, lambda project, state: self._refresh_project(project, state, now),
+            gone=_project_gone)
         self._publish(now)
-        if reasons:
-            raise RefreshError("; ".join(messages), reasons)
+        failures.raise_if_any()
+
+    def _refresh_project(self, project: Project, state: ProjectState | None, now: float) -> ProjectState:
+        state = state or ProjectState(project)
+        state.project = project  # a renamed project keeps its state
+        fetched = self._fetch(state, now)
+        self._apply(state, fetched, now)
+        return state
 
     def _url(self, project: Project, path: str) -> str:
         return f"{self._config.organization_url}/{project.id}/_apis/{path}"

@@ -39,13 +39,10 @@ from exporter.families import (
     gauge_histogram_family,
     histogram_family,
 )
-from exporter.projects import Project, ProjectDirectory
-from exporter.refresh import RefreshError
+from exporter.projects import Project, ProjectDirectory, refresh_each_project
 
 log = logging.getLogger(__name__)
 
-# Azure DevOps' code for "the project does not exist" (TF200016) in a 404 answer's message.
-PROJECT_GONE = "TF200016"
 KINDS = ("classic", "yaml")
 RESULT_LABEL_VALUES = ("succeeded", "partially_succeeded", "failed", "canceled")
 LEAD_TIME_BUCKETS = (15 * MINUTE, 30 * MINUTE, HOUR, 2 * HOUR, 4 * HOUR, 8 * HOUR, DAY, 2 * DAY, 7 * DAY,
@@ -194,33 +191,20 @@ class DeploymentsArea:
 
     def refresh(self) -> None:
         now = self._clock()
-        projects = self._projects.projects()
-        reasons: list[str] = []
-        messages: list[str] = []
-        current: dict[str, ProjectState] = {}
-        for project in projects:
-            state = self._states.get(project.id) or ProjectState(project)
-            state.project = project
-            try:
-                fetched = self._fetch(state, now)
-            except ApiError as error:
-                if isinstance(error, NotFoundError) and PROJECT_GONE in str(error):
-                    # The project was deleted since the shared (briefly cached) projects listing was read:
-                    # it leaves now, as if missing from the listing, and fails nothing.
-                    continue
-                reasons.append(error.reason)
-                messages.append(f"project {project.name}: {error}")
-            else:
-                self._apply(state, fetched, now)
-            if state.loaded:
-                current[project.id] = state
-        self._states = current
-        used = {d.run for s in current.values() for d in s.deployments.values() if d.run is not None}
+        self._states, failures = refresh_each_project(
+            self._projects.projects(), self._states, lambda project, state: self._refresh_project(project, state, now))
+        used = {d.run for s in self._states.values() for d in s.deployments.values() if d.run is not None}
         for ref in [r for r in self._changes if r not in used]:
             del self._changes[ref]
         self._publish(now)
-        if reasons:
-            raise RefreshError("; ".join(messages), reasons)
+        failures.raise_if_any()
+
+    def _refresh_project(self, project: Project, state: ProjectState | None, now: float) -> ProjectState:
+        state = state or ProjectState(project)
+        state.project = project
+        fetched = self._fetch(state, now)
+        self._apply(state, fetched, now)
+        return state
 
     def _url(self, project: Project, path: str) -> str:
         return f"{self._config.organization_url}/{project.id}/_apis/{path}"

@@ -27,11 +27,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter.azdo_types import HEADS, branch_name
-from exporter.client import ApiError, AzureDevOpsClient, NotFoundError
+from exporter.client import AzureDevOpsClient
 from exporter.config import Config
-from exporter.projects import Project, ProjectDirectory
-from exporter.pull_requests import PROJECT_GONE, Repository, list_repositories
-from exporter.refresh import RefreshError
+from exporter.projects import Project, ProjectDirectory, refresh_each_project
+from exporter.pull_requests import Repository, list_repositories
 
 PAGE_SIZE = 100
 # Policy names (label values) by Azure DevOps policy type id (NOTES §2.7), and by display name as a fallback.
@@ -133,32 +132,17 @@ class PoliciesArea:
         self._families: list[Metric] = []
 
     def refresh(self) -> None:
-        reasons: list[str] = []
-        messages: list[str] = []
-        current: dict[str, ProjectState] = {}
-        for project in self._projects.projects():
-            state = self._states.get(project.id)
-            try:
-                repositories = list_repositories(self._client, self._config, project)
-                url = f"{self._config.organization_url}/{project.id}/_apis/policy/configurations"
-                policies = [parse_policy(item) for page in
-                            self._client.pages_by_token("policies", url, {"$top": PAGE_SIZE}) for item in page]
-            except ApiError as error:
-                if isinstance(error, NotFoundError) and PROJECT_GONE in str(error):
-                    # The project was deleted since the shared (briefly cached) projects listing was read:
-                    # it leaves now, as if missing from the listing, and fails nothing.
-                    continue
-                reasons.append(error.reason)
-                messages.append(f"project {project.name}: {error}")
-            else:
-                state = ProjectState(project, repositories, policies)
-            if state is not None:
-                state.project = project
-                current[project.id] = state
-        self._states = current
+        self._states, failures = refresh_each_project(self._projects.projects(), self._states,
+                                                      self._refresh_project)
         self._families = list(self._build_families())
-        if reasons:
-            raise RefreshError("; ".join(messages), reasons)
+        failures.raise_if_any()
+
+    def _refresh_project(self, project: Project, _previous: ProjectState | None) -> ProjectState:
+        repositories = list_repositories(self._client, self._config, project)
+        url = f"{self._config.organization_url}/{project.id}/_apis/policy/configurations"
+        policies = [parse_policy(item) for page in
+                    self._client.pages_by_token("policies", url, {"$top": PAGE_SIZE}) for item in page]
+        return ProjectState(project, repositories, policies)
 
     def tracked_branches(self, repository: Repository, policies: list[Policy]) -> list[str]:
         """The repository's default branch plus configured literal names that a policy names exactly."""

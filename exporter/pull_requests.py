@@ -23,14 +23,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter.azdo_types import branch_name, format_time, parse_time
-from exporter.client import ApiError, AzureDevOpsClient, NotFoundError
+from exporter.client import ApiError, AzureDevOpsClient
 from exporter.config import Config
 from exporter.families import DAY, HOUR, MINUTE, HistogramData, histogram_family
-from exporter.projects import Project, ProjectDirectory
-from exporter.refresh import RefreshError
+from exporter.projects import Project, ProjectDirectory, refresh_each_project
 
-# Azure DevOps' code for "the project does not exist" (TF200016) in a 404 answer's message.
-PROJECT_GONE = "TF200016"
 PAGE_SIZE = 100  # below the service's default page (101), so a short page really is the last one
 # Pull requests closed just before the watermark may be indexed late; re-read a margin, dedupe by id.
 WATERMARK_OVERLAP = 600.0
@@ -149,30 +146,17 @@ class PullRequestsArea:
 
     def refresh(self) -> None:
         now = self._clock()
-        projects = self._projects.projects()
-        reasons: list[str] = []
-        messages: list[str] = []
-        current: dict[str, ProjectState] = {}
-        for project in projects:
-            state = self._states.get(project.id) or ProjectState(project)
-            state.project = project
-            try:
-                fetched = self._fetch(state, now)
-            except ApiError as error:
-                if isinstance(error, NotFoundError) and PROJECT_GONE in str(error):
-                    # The project was deleted since the shared (briefly cached) projects listing was read:
-                    # it leaves now, as if missing from the listing, and fails nothing.
-                    continue
-                reasons.append(error.reason)
-                messages.append(f"project {project.name}: {error}")
-            else:
-                self._apply(state, fetched)
-            if state.loaded:
-                current[project.id] = state
-        self._states = current  # projects deleted or filtered out leave with every series they had
+        self._states, failures = refresh_each_project(
+            self._projects.projects(), self._states, lambda project, state: self._refresh_project(project, state, now))
         self._publish(now)
-        if reasons:
-            raise RefreshError("; ".join(messages), reasons)
+        failures.raise_if_any()
+
+    def _refresh_project(self, project: Project, state: ProjectState | None, now: float) -> ProjectState:
+        state = state or ProjectState(project)
+        state.project = project
+        fetched = self._fetch(state, now)
+        self._apply(state, fetched)
+        return state
 
     def _tracked(self, repository: Repository, ref: object) -> str | None:
         branch = branch_name(ref)
