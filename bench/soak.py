@@ -177,8 +177,10 @@ ALL_AT_ONCE = [
     {"kind": "signin", "path": "", "probability": 0.01},
     {"kind": "throttle", "path": "", "retry_after": 1, "probability": 0.03},
     {"kind": "delay", "path": "", "delay": 0.3, "probability": 0.05},
-    {"kind": "repeat_token", "path": "", "probability": 0.02},
 ]
+# The never-ending continuation token is left out here: one probabilistic hit announces a token ("1")
+# that the next, unfaulted request carries, and the simulator's builds listing rejects it with a 400 (a
+# simulator artifact, counted as http_4xx). The single-fault steps hit both requests of a listing.
 
 
 class SoakFailure(AssertionError):
