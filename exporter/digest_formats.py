@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from exporter.digest_model import Digest, Figure, FixedItem
 from exporter.digest_snapshot import human_duration
+
+Item = TypeVar("Item")
 
 __all__ = ["TEAMS_CARD_VERSION", "render", "render_markdown", "render_slack", "render_teams", "render_webhook"]
 
@@ -95,6 +97,23 @@ def _capped(items: list[Any]) -> tuple[list[Any], int]:
     return items[:MAX_ITEMS], max(0, len(items) - MAX_ITEMS)
 
 
+FIRST_DIGEST = "First digest: nothing to compare with yet."
+NO_DEPLOYMENT = "No successful production deployment in the window."
+
+
+def _listing(items: list[Item], render: Callable[[Item], str], empty: str, bullet: str = "") -> list[str]:
+    """Lines for at most MAX_ITEMS items, then "…and N more" for the rest; `empty` alone when there are none."""
+    shown, more = _capped(items)
+    lines = [bullet + render(item) for item in shown] + ([f"{bullet}…and {more} more"] if more else [])
+    return lines or [empty]
+
+
+def _fixed_listing(digest: Digest, render: Callable[[FixedItem], str], bullet: str = "") -> list[str]:
+    if digest.previous_at is None:
+        return [FIRST_DIGEST]
+    return _listing(digest.fixed, render, "Nothing was fixed.", bullet)
+
+
 # ----------------------------------------------------------------------------------------- markdown
 
 def _md_code(text: str) -> str:
@@ -108,25 +127,12 @@ def render_markdown(digest: Digest) -> str:
         lines += [f"> ⚠ Stale data: the last refresh failed for {', '.join(digest.stale)}; "
                   "these are the last good numbers.", ""]
     lines += ["## Broken now", ""]
-    shown, more = _capped(digest.broken)
-    for b in shown:
-        link = f" ([open]({b.url}))" if b.url else ""
-        lines.append(f"- ✖ {_md_code(f'{b.project} / {b.pipeline}')} on {_md_code(b.branch)}: "
-                     f"{_broken_words(b.failures, b.broken_for)}{link}")
-    if more:
-        lines.append(f"- …and {more} more")
-    if not digest.broken:
-        lines.append(_nothing_broken(digest))
+    lines += _listing(digest.broken, lambda b: f"✖ {_md_code(f'{b.project} / {b.pipeline}')} on "
+                      f"{_md_code(b.branch)}: {_broken_words(b.failures, b.broken_for)}"
+                      + (f" ([open]({b.url}))" if b.url else ""), _nothing_broken(digest), bullet="- ")
     lines += ["", "## Fixed since the last digest", ""]
-    if digest.previous_at is None:
-        lines.append("First digest: nothing to compare with yet.")
-    elif not digest.fixed:
-        lines.append("Nothing was fixed.")
-    shown, more = _capped(digest.fixed)
-    for f in shown:
-        lines.append(f"- ✔ {_md_code(f'{f.project} / {f.pipeline}')} on {_md_code(f.branch)}: {_fixed_words(f)}")
-    if more:
-        lines.append(f"- …and {more} more")
+    lines += _fixed_listing(digest, lambda f: f"✔ {_md_code(f'{f.project} / {f.pipeline}')} on "
+                            f"{_md_code(f.branch)}: {_fixed_words(f)}", bullet="- ")
     lines += ["", f"## Team numbers{_window(digest)}", "", "| figure | now | previous | change |",
               "|---|---|---|---|"]
     for fig in digest.figures:
@@ -140,14 +146,9 @@ def render_markdown(digest: Digest) -> str:
                          f"{_change(fig) or '—'} |")
     if digest.deployments is not None:
         lines += ["", "## Last production deployments", ""]
-        shown_d, more = _capped(digest.deployments)
-        for d in shown_d:
-            lines.append(f"- {_md_code(f'{d.project} / {d.pipeline}')} to {_md_code(d.environment)}: "
-                         f"{human_duration(digest.generated_at - d.last_success)} ago")
-        if more:
-            lines.append(f"- …and {more} more")
-        if not digest.deployments:
-            lines.append("No successful production deployment in the window.")
+        lines += _listing(digest.deployments, lambda d: f"{_md_code(f'{d.project} / {d.pipeline}')} to "
+                          f"{_md_code(d.environment)}: {human_duration(digest.generated_at - d.last_success)} ago",
+                          NO_DEPLOYMENT, bullet="- ")
     return "\n".join(lines) + "\n"
 
 
@@ -199,18 +200,13 @@ def render_slack(digest: Digest) -> dict[str, Any]:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _slack_escape(
             f"⚠ Stale data: the last refresh failed for {', '.join(digest.stale)}; these are the last good numbers.")}})
     blocks.append({"type": "divider"})
-    shown, more = _capped(digest.broken)
-    lines = [f"✖ {_slack_link(b.url, f'{b.project} / {b.pipeline}')} `{_slack_escape(b.branch)}`: "
-             f"{_broken_words(b.failures, b.broken_for)}" for b in shown]
-    lines += [f"…and {more} more"] if more else []
-    blocks += _slack_sections("Broken now", lines or [_slack_escape(_nothing_broken(digest))])
-    shown_f, more = _capped(digest.fixed)
-    lines = [f"✔ {_slack_link(f.url, f'{f.project} / {f.pipeline}')} `{_slack_escape(f.branch)}`: {_fixed_words(f)}"
-             for f in shown_f]
-    lines += [f"…and {more} more"] if more else []
-    if digest.previous_at is None:
-        lines = ["First digest: nothing to compare with yet."]
-    blocks += _slack_sections("Fixed since the last digest", lines or ["Nothing was fixed."])
+    blocks += _slack_sections("Broken now", _listing(
+        digest.broken, lambda b: f"✖ {_slack_link(b.url, f'{b.project} / {b.pipeline}')} "
+        f"`{_slack_escape(b.branch)}`: {_broken_words(b.failures, b.broken_for)}",
+        _slack_escape(_nothing_broken(digest))))
+    blocks += _slack_sections("Fixed since the last digest", _fixed_listing(
+        digest, lambda f: f"✔ {_slack_link(f.url, f'{f.project} / {f.pipeline}')} "
+        f"`{_slack_escape(f.branch)}`: {_fixed_words(f)}"))
     blocks.append({"type": "divider"})
     blocks.append({"type": "section", "text": {"type": "mrkdwn",
                                                "text": f"*Team numbers{_slack_escape(_window(digest))}*"}})
@@ -220,12 +216,10 @@ def render_slack(digest: Digest) -> dict[str, Any]:
                                                    "text": f"*Production (DORA){_slack_escape(_window(digest))}*"}})
         blocks.append(_slack_figures(digest.dora))
     if digest.deployments is not None:
-        shown_d, more = _capped(digest.deployments)
-        lines = [f"{_slack_escape(f'{d.project} / {d.pipeline}')} → `{_slack_escape(d.environment)}`: "
-                 f"{human_duration(digest.generated_at - d.last_success)} ago" for d in shown_d]
-        lines += [f"…and {more} more"] if more else []
-        blocks += _slack_sections("Last production deployments",
-                                  lines or ["No successful production deployment in the window."])
+        blocks += _slack_sections("Last production deployments", _listing(
+            digest.deployments, lambda d: f"{_slack_escape(f'{d.project} / {d.pipeline}')} → "
+            f"`{_slack_escape(d.environment)}`: {human_duration(digest.generated_at - d.last_success)} ago",
+            NO_DEPLOYMENT))
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": "Sent by azdo-exporter"}]})
     return {"text": f"{_title(digest)}: {_summary(digest)}", "blocks": blocks[:50]}
 
@@ -273,30 +267,22 @@ def render_teams(digest: Digest) -> dict[str, Any]:
         label = _teams_escape(f"{project} / {pipeline}")
         return f"[{label}]({url})" if url else f"**{label}**"
 
-    shown, more = _capped(digest.broken)
-    lines = [f"✖ {name(b.project, b.pipeline, b.url)} on {_teams_escape(b.branch)}: "
-             f"{_broken_words(b.failures, b.broken_for)}" for b in shown]
-    lines += [f"…and {more} more"] if more else []
-    body += _teams_list("Broken now", lines or [_teams_escape(_nothing_broken(digest))])
-    shown_f, more = _capped(digest.fixed)
-    lines = [f"✔ {name(f.project, f.pipeline, f.url)} on {_teams_escape(f.branch)}: {_fixed_words(f)}"
-             for f in shown_f]
-    lines += [f"…and {more} more"] if more else []
-    if digest.previous_at is None:
-        lines = ["First digest: nothing to compare with yet."]
-    body += _teams_list("Fixed since the last digest", lines or ["Nothing was fixed."])
+    body += _teams_list("Broken now", _listing(
+        digest.broken, lambda b: f"✖ {name(b.project, b.pipeline, b.url)} on {_teams_escape(b.branch)}: "
+        f"{_broken_words(b.failures, b.broken_for)}", _teams_escape(_nothing_broken(digest))))
+    body += _teams_list("Fixed since the last digest", _fixed_listing(
+        digest, lambda f: f"✔ {name(f.project, f.pipeline, f.url)} on {_teams_escape(f.branch)}: "
+        f"{_fixed_words(f)}"))
     body += [_text(f"Team numbers{_window(digest)}", weight="Bolder", size="Medium", separator=True),
              _teams_figures(digest.figures)]
     if digest.dora is not None:
         body += [_text(f"Production (DORA){_window(digest)}", weight="Bolder", size="Medium", separator=True),
                  _teams_figures(digest.dora)]
     if digest.deployments is not None:
-        shown_d, more = _capped(digest.deployments)
-        lines = [f"{_teams_escape(f'{d.project} / {d.pipeline}')} → {_teams_escape(d.environment)}: "
-                 f"{human_duration(digest.generated_at - d.last_success)} ago" for d in shown_d]
-        lines += [f"…and {more} more"] if more else []
-        body += _teams_list("Last production deployments",
-                            lines or ["No successful production deployment in the window."])
+        body += _teams_list("Last production deployments", _listing(
+            digest.deployments, lambda d: f"{_teams_escape(f'{d.project} / {d.pipeline}')} → "
+            f"{_teams_escape(d.environment)}: {human_duration(digest.generated_at - d.last_success)} ago",
+            NO_DEPLOYMENT))
     card = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
