@@ -44,6 +44,6 @@ ENV PATH=/opt/azdo-exporter/bin:$PATH \
 USER 10001:10001
 EXPOSE 9862
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["/opt/azdo-exporter/bin/python", "-m", "exporter.healthcheck"]
+    CMD ["/opt/azdo-exporter/bin/python", "-m", "exporter.serve.healthcheck"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["azdo-exporter"]

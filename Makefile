@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv system-deps lint golden clean bench soak
+.PHONY: demo test test-fast venv system-deps lint golden clean bench soak
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
@@ -24,6 +24,10 @@ demo: venv
 ## Install what the tests need (system packages when root), then run the whole suite
 test: venv system-deps
 	$(PY) -m pytest -q
+
+## The inner loop: unit and integration tests (simulator over HTTP), no system components; not a replacement for make test
+test-fast: venv
+	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/integration -m "not slow"
 
 ## Benchmark at organization scale (simulator --scale large): one table of medians with min-max (~15 min)
 bench: venv

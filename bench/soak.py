@@ -491,7 +491,7 @@ class Simulator:
     def pull_requests_completed_between(self, project: str, t_from: float, t_to: float) \
             -> dict[tuple[str, str, str], int]:
         """Completed pull requests per (repository, target branch, reviewed) closed in [t_from, t_to)."""
-        from exporter.pull_requests import is_reviewed
+        from exporter.areas.pull_requests import is_reviewed
         from exporter.simulator.model import format_time
 
         counts: dict[tuple[str, str, str], int] = defaultdict(int)

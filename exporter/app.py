@@ -7,19 +7,20 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry
 
-from exporter.agent_pools import AgentPoolsArea
-from exporter.audit import AuditArea
-from exporter.auth import BearerCredential, Credential, PatCredential
-from exporter.builds import BuildsArea
-from exporter.client import AzureDevOpsClient
-from exporter.config import Config
-from exporter.deployments import DeploymentsArea
-from exporter.policies import PoliciesArea
-from exporter.projects import ProjectDirectory
-from exporter.pull_requests import PullRequestsArea
-from exporter.refresh import Area, Scheduler, SnapshotCollector
-from exporter.selfmetrics import SelfMetrics
-from exporter.sharding import ORG_LEVEL_AREAS
+from exporter.areas.agent_pools import AgentPoolsArea
+from exporter.areas.audit import AuditArea
+from exporter.areas.base import Area
+from exporter.areas.builds import BuildsArea
+from exporter.areas.deployments import DeploymentsArea
+from exporter.areas.policies import PoliciesArea
+from exporter.areas.projects import ProjectDirectory
+from exporter.areas.pull_requests import PullRequestsArea
+from exporter.azdo.auth import BearerCredential, Credential, PatCredential
+from exporter.azdo.client import AzureDevOpsClient
+from exporter.config.settings import Config
+from exporter.config.sharding import ORG_LEVEL_AREAS
+from exporter.metrics.selfmetrics import SelfMetrics
+from exporter.serve.scheduler import Scheduler, SnapshotCollector
 
 
 def area_enabled(config: Config, area: str) -> bool:
@@ -30,7 +31,7 @@ def area_enabled(config: Config, area: str) -> bool:
 
 def make_credential(config: Config) -> Credential:
     if config.entra is not None:
-        from exporter.entra import make_entra_credential
+        from exporter.azdo.entra import make_entra_credential
 
         return make_entra_credential(config.entra)
     if config.bearer_token_file:

@@ -15,8 +15,8 @@ import prometheus_client
 from prometheus_client.exposition import generate_latest
 
 from exporter import __version__
-from exporter.auth import CredentialError
-from exporter.config import Config, ConfigError, check_config_file, load_config
+from exporter.azdo.auth import CredentialError
+from exporter.config.settings import Config, ConfigError, check_config_file, load_config
 from exporter.logging_setup import setup_logging
 
 log = logging.getLogger("exporter")
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "simulate":
         return _simulate(argv[1:])
     if argv and argv[0] == "digest":
-        from exporter.digest import digest_main
+        from exporter.digest_cli import digest_main
 
         prometheus_client.disable_created_metrics()
         return digest_main(argv[1:])
@@ -154,8 +154,8 @@ def _once(config: Config) -> int:
 
 def _serve(config: Config, extra_shutdown: list[Any] | None = None) -> int:
     from exporter.app import Exporter
-    from exporter.http_server import ExporterHTTPServer, start_server
-    from exporter.radiator import status_page
+    from exporter.serve.http_server import ExporterHTTPServer, start_server
+    from exporter.team.radiator import status_page
 
     try:
         exporter = Exporter(config)
@@ -183,7 +183,7 @@ def _serve(config: Config, extra_shutdown: list[Any] | None = None) -> int:
     exporter.scheduler.start()
     digest = None
     if config.digest.to:
-        from exporter.digest import DigestService
+        from exporter.team.digest import DigestService
 
         digest = DigestService(config, exporter.registry, exporter.registry, exporter.scheduler.ready)
         digest.start()

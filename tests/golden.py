@@ -1,7 +1,7 @@
 """The golden exposition: what the exporter serves for the simulator's fixed seed at a fixed time.
 
 `make golden` (python -m tests.golden) regenerates `tests/golden/exposition.prom` and the README's
-metric reference table; `tests/test_golden.py` fails when either drifts from what the code produces.
+metric reference table; `tests/unit/test_golden.py` fails when either drifts from what the code produces.
 Series whose values depend on wall time (durations of requests and refreshes) and the Python version
 label are normalised so the file is byte-for-byte reproducible.
 """

@@ -1,0 +1,111 @@
+"""The agent pools area: agents by status and enabled, job requests queued and running (SPEC §4 "Agents").
+
+Per cycle: one pools listing (organization level), and per pool one agents listing and one
+job-requests listing with `completedRequestCount=0`, which returns only unfinished requests in one
+answer (NOTES §2.12: undocumented, preview api-version, not combinable with `$top`). A request is
+*queued* while it has no `assignTime` (no agent yet) and *running* once assigned, until it has a
+result. A pool whose requests fail keeps its last good numbers; the others still refresh.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from exporter.areas.base import RefreshError
+from exporter.azdo.client import API_VERSION_PREVIEW, ApiError, AzureDevOpsClient, NotFoundError
+from exporter.config.settings import Config
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("online", "offline")
+ENABLED = ("true", "false")
+JOB_STATES = ("queued", "running")
+
+
+@dataclass(frozen=True)
+class PoolNumbers:
+    name: str
+    agents: dict[tuple[str, str], int]  # (status, enabled) -> agents
+    jobs: dict[str, int]  # state -> job requests
+
+
+class AgentPoolsArea:
+    """Refreshes every agent pool of the organization and publishes its metric families."""
+
+    name = "agent_pools"
+
+    def __init__(self, config: Config, client: AzureDevOpsClient, clock: Callable[[], float]) -> None:
+        self._config = config
+        self._client = client
+        self._clock = clock
+        self.interval = config.intervals.agent_pools
+        self._pools: dict[int, PoolNumbers] = {}
+        self._families: list[Metric] = []
+
+    def _url(self, path: str) -> str:
+        return f"{self._config.organization_url}/_apis/distributedtask/{path}"
+
+    def refresh(self) -> None:
+        listed: dict[int, str] = {}
+        for page in self._client.pages_by_token("pools", self._url("pools")):
+            for item in page:
+                pool_id, name = item.get("id"), item.get("name")
+                if isinstance(pool_id, int) and isinstance(name, str):
+                    listed[pool_id] = name
+        reasons: list[str] = []
+        messages: list[str] = []
+        current: dict[int, PoolNumbers] = {}
+        for pool_id, name in listed.items():
+            try:
+                current[pool_id] = self._fetch_pool(pool_id, name)
+            except NotFoundError:
+                continue  # deleted since the listing
+            except ApiError as error:
+                reasons.append(error.reason)
+                messages.append(f"pool {name}: {error}")
+                if pool_id in self._pools:  # keep its last good numbers
+                    current[pool_id] = PoolNumbers(name, self._pools[pool_id].agents, self._pools[pool_id].jobs)
+        self._pools = current  # pools deleted leave /metrics here
+        self._publish()
+        if reasons:
+            raise RefreshError("; ".join(messages), reasons)
+
+    def _fetch_pool(self, pool_id: int, name: str) -> PoolNumbers:
+        agents = {(status, enabled): 0 for status in STATUSES for enabled in ENABLED}
+        for page in self._client.pages_by_token("agents", self._url(f"pools/{pool_id}/agents")):
+            for item in page:
+                status = str(item.get("status", "")).lower()
+                if status not in STATUSES:
+                    status = "offline"  # unknown states cannot run jobs
+                agents[(status, "true" if item.get("enabled") is True else "false")] += 1
+        jobs = dict.fromkeys(JOB_STATES, 0)
+        seen: set[object] = set()
+        for page in self._client.pages_by_token("jobrequests", self._url(f"pools/{pool_id}/jobrequests"),
+                                                {"completedRequestCount": 0}, API_VERSION_PREVIEW):
+            for item in page:
+                request_id = item.get("requestId")
+                if request_id in seen or item.get("result") or item.get("finishTime"):
+                    continue  # a finished request (the filter is undocumented: check anyway)
+                seen.add(request_id)
+                jobs["running" if item.get("assignTime") else "queued"] += 1
+        return PoolNumbers(name, agents, jobs)
+
+    def families(self) -> list[Metric]:
+        return self._families
+
+    def _publish(self) -> None:
+        agents = GaugeMetricFamily("azdo_agent_pool_agents", "Agents of the pool by status (online, offline) "
+                                   "and whether they are enabled.", labels=["pool", "status", "enabled"])
+        jobs = GaugeMetricFamily("azdo_agent_pool_jobs", "Job requests of the pool now: queued (no agent "
+                                 "assigned yet) and running.", labels=["pool", "state"])
+        for numbers in sorted(self._pools.values(), key=lambda p: p.name.lower()):
+            for (status, enabled), count in sorted(numbers.agents.items()):
+                agents.add_metric([numbers.name, status, enabled], count)
+            for state in JOB_STATES:
+                jobs.add_metric([numbers.name, state], numbers.jobs.get(state, 0))
+        self._families = [agents, jobs]

@@ -1,0 +1,144 @@
+"""The audit area: audit log entries of the organization by area, category and action (SPEC §4).
+
+Per cycle: the audit log (`{audit_url}/_apis/audit/auditlog`, endpoint `auditlog`, api-version
+`7.1-preview.1`) between a start time and the cycle's "now", paged with the body's
+`continuationToken` while `hasMore` is true. The first cycle reads the lookback window; later cycles
+read from the previous cycle's end minus an overlap, and skip entries already seen (by id), so an entry
+is counted exactly once however the pages or cycles cut through equal timestamps. The initial window
+load is history: it fills the window gauges, not the counters.
+
+The audit log is readable only when the organization is backed by Microsoft Entra ID, auditing is
+turned on and the token may read it ("View audit log", scope `vso.auditlog`); otherwise the refresh
+fails with one message saying so (reason `auth` or `http_4xx`), and the last numbers stay.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from exporter.areas.base import RefreshError
+from exporter.azdo.client import API_VERSION_PREVIEW, MAX_PAGES, ApiError, AzureDevOpsClient
+from exporter.azdo.fields import format_time, parse_time
+from exporter.config.settings import Config
+
+BATCH_SIZE = 1000
+# Entries may be indexed a little after their timestamp; re-read a margin and dedupe by id.
+WATERMARK_OVERLAP = 900.0
+# Known from start-up so that rate() sees the first one (SPEC: every known label set starts at 0).
+ALWAYS_KNOWN = (("Git", "modify", "Git.RefUpdatePoliciesBypassed"),)
+UNAVAILABLE_HINT = ("the audit log is readable only when the organization is backed by Microsoft Entra ID, "
+                    "auditing is turned on (Organization settings > Policies > Log Audit Events) and the token "
+                    "has the vso.auditlog scope and the 'View audit log' permission; set intervals.audit: 0 to "
+                    "disable this collector")
+
+Key = tuple[str, str, str]  # area, category, action id
+
+
+def _label(value: object, lower: bool = False) -> str:
+    text = value.strip() if isinstance(value, str) else ""
+    return (text.lower() if lower else text) or "unknown"
+
+
+class AuditArea:
+    """Reads the organization's audit log incrementally and publishes its metric families."""
+
+    name = "audit"
+
+    def __init__(self, config: Config, client: AzureDevOpsClient, clock: Callable[[], float]) -> None:
+        self._config = config
+        self._client = client
+        self._clock = clock
+        self.interval = config.intervals.audit
+        self._url = f"{config.audit_url}/_apis/audit/auditlog"
+        self._loaded = False
+        self._watermark: float | None = None
+        self._window: list[tuple[float, Key]] = []  # entries in the window, sorted by timestamp
+        self._recent: dict[str, float] = {}  # ids of entries that a later overlap may read again
+        self._totals: dict[Key, int] = {}
+        self._families: list[Metric] = []
+
+    def refresh(self) -> None:
+        now = self._clock()
+        window_start = now - self._config.lookback
+        since = window_start
+        if self._loaded and self._watermark is not None:
+            since = max(window_start, self._watermark - WATERMARK_OVERLAP)
+        try:
+            new = self._fetch(since, now)
+        except ApiError as error:
+            if error.reason in ("auth", "http_4xx"):
+                raise RefreshError(f"audit log unavailable ({error}); {UNAVAILABLE_HINT}", [error.reason]) from None
+            raise RefreshError(f"audit log: {error}", [error.reason]) from None
+        self._apply(new, now)
+        self._families = list(self._build_families(now))
+
+    def _fetch(self, since: float, now: float) -> list[tuple[str, float, Key]]:
+        params: dict[str, Any] = {"startTime": format_time(since), "endTime": format_time(now),
+                                  "batchSize": BATCH_SIZE}
+        found: dict[str, tuple[str, float, Key]] = {}
+        tokens: set[str] = set()
+        for _ in range(MAX_PAGES):
+            body = self._client.get("auditlog", self._url, params, API_VERSION_PREVIEW).body
+            if not isinstance(body, dict) or not isinstance(body.get("decoratedAuditLogEntries"), list):
+                raise ApiError("bad_response", "auditlog: expected an object with 'decoratedAuditLogEntries'",
+                               endpoint="auditlog")
+            for entry in body["decoratedAuditLogEntries"]:
+                if not isinstance(entry, dict):
+                    continue
+                entry_id, timestamp = entry.get("id"), parse_time(entry.get("timestamp"))
+                if not isinstance(entry_id, str) or timestamp is None or entry_id in self._recent:
+                    continue
+                key = (_label(entry.get("area")), _label(entry.get("category"), lower=True),
+                       _label(entry.get("actionId")))
+                found[entry_id] = (entry_id, timestamp, key)
+            if body.get("hasMore") is not True:
+                return list(found.values())
+            token = body.get("continuationToken")
+            if not isinstance(token, str) or not token:
+                raise ApiError("bad_response", "auditlog: hasMore without a continuation token", endpoint="auditlog")
+            if token in tokens:
+                raise ApiError("bad_response", "auditlog: continuation token repeated; stopping the listing to "
+                               "avoid an endless loop", endpoint="auditlog")
+            tokens.add(token)
+            params["continuationToken"] = token
+        raise ApiError("bad_response", f"auditlog: more than {MAX_PAGES} pages", endpoint="auditlog")
+
+    def _apply(self, new: list[tuple[str, float, Key]], now: float) -> None:
+        steady = self._loaded
+        window_start = now - self._config.lookback
+        for key in ALWAYS_KNOWN:
+            self._totals.setdefault(key, 0)
+        for entry_id, timestamp, key in new:
+            self._recent[entry_id] = timestamp
+            self._totals.setdefault(key, 0)
+            if steady:  # the initial window load is history, not events
+                self._totals[key] += 1
+            if timestamp >= window_start:
+                bisect.insort(self._window, (timestamp, key))
+        del self._window[: bisect.bisect_left(self._window, (window_start,))]
+        horizon = now - 2 * WATERMARK_OVERLAP
+        self._recent = {k: t for k, t in self._recent.items() if t >= horizon}
+        self._watermark = now
+        self._loaded = True
+
+    def families(self) -> list[Metric]:
+        return self._families
+
+    def _build_families(self, now: float) -> Iterable[Metric]:
+        labels = ["area", "category", "action"]
+        total = CounterMetricFamily("azdo_audit_events", "Audit log entries seen since the exporter started, by "
+                                    "area, category and action id.", labels=labels)
+        window = GaugeMetricFamily("azdo_audit_window_events", "Audit log entries in the lookback window, by area, "
+                                   "category and action id.", labels=labels)
+        counts: dict[Key, int] = {}
+        for _, key in self._window:
+            counts[key] = counts.get(key, 0) + 1
+        for key in sorted(self._totals):
+            total.add_metric(list(key), self._totals[key])
+            window.add_metric(list(key), counts.get(key, 0))
+        yield from (total, window)

@@ -1,0 +1,562 @@
+"""The builds area: build health and automated tests per tracked pipeline branch (SPEC §4).
+
+Per project and cycle, with `P` the pages of new items:
+- one definitions listing (pipelines, their repository and default branch),
+- one builds listing of runs completed since the watermark (`finishTimeAscending`, `minTime`),
+- one builds listing of runs in progress or queued,
+- a test summary per new completed run of a tracked branch.
+The first cycle reads the lookback window instead of "since the watermark", and for a branch whose
+earliest held breaking-or-fixing run is breaking, it asks once for the runs before it back to the last
+success, so broken-since and consecutive failures are right rather than clipped to the window.
+
+A project's refresh fetches everything first and applies it only if every request succeeded, so a
+failed cycle leaves that project's last good numbers; other projects still refresh.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
+
+from exporter.areas.build_health import BranchHistory, CompletedRun, is_decisive
+from exporter.areas.projects import Project, ProjectDirectory, project_gone, refresh_each_project
+from exporter.azdo.client import API_VERSION_PREVIEW, ApiError, AzureDevOpsClient, NotFoundError
+from exporter.azdo.fields import branch_name, format_time, parse_time, pipeline_label, result_label, result_name
+from exporter.config.settings import Config
+from exporter.metrics.families import (
+    QUEUE_DURATION_BUCKETS,
+    RUN_DURATION_BUCKETS,
+    TIME_TO_FIX_BUCKETS,
+    HistogramData,
+    gauge_histogram_family,
+    histogram_family,
+)
+
+log = logging.getLogger(__name__)
+
+RESULT_LABEL_VALUES = ("succeeded", "partially_succeeded", "failed", "canceled")
+TEST_OUTCOMES = ("passed", "failed", "other")
+PAGE_SIZE = 1000
+LOOKUP_PAGE_SIZE = 100
+# Runs finishing just before the watermark may be recorded late; re-read a margin and dedupe by id.
+WATERMARK_OVERLAP = 600.0
+
+TestCounts = tuple[int, int, int]  # passed, failed, other
+BranchKey = tuple[int, str]  # pipeline id, branch
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    id: int
+    label: str  # folder/name
+    repository: str
+    default_branch: str | None  # without refs/heads/
+
+
+@dataclass
+class BranchData:
+    history: BranchHistory
+    tests: TestCounts | None = None  # of the latest completed run; None: it published no test results
+    tests_run_id: int | None = None
+
+
+@dataclass
+class ProjectState:
+    """What is known about one project's builds; mutated only by the refresh thread."""
+
+    project: Project
+    loaded: bool = False
+    watermark: float | None = None
+    pipelines: dict[int, Pipeline] = field(default_factory=dict)
+    branches: dict[tuple[int, str], BranchData] = field(default_factory=dict)
+    in_progress: dict[int, int] = field(default_factory=dict)
+    queued: dict[int, int] = field(default_factory=dict)
+    # Since-start accumulators (counters and histograms), keyed by pipeline id.
+    runs_total: dict[tuple[int, str, str], int] = field(default_factory=dict)
+    tests_total: dict[tuple[int, str, str], int] = field(default_factory=dict)
+    run_duration: dict[int, HistogramData] = field(default_factory=dict)
+    queue_duration: dict[int, HistogramData] = field(default_factory=dict)
+    time_to_fix: dict[tuple[int, str], HistogramData] = field(default_factory=dict)
+
+
+@dataclass
+class _Fetched:
+    """Everything one project cycle read, before any of it is applied."""
+
+    pipelines: dict[int, Pipeline]
+    new_runs: dict[tuple[int, str], list[CompletedRun]]
+    max_finish: float | None
+    in_progress: dict[int, int]
+    queued: dict[int, int]
+    older_runs: dict[tuple[int, str], list[CompletedRun]]
+    tests: dict[int, TestCounts | None]
+
+
+def _completed_run(build: dict[str, Any]) -> CompletedRun | None:
+    build_id, finish, result = build.get("id"), parse_time(build.get("finishTime")), result_name(build.get("result"))
+    if not isinstance(build_id, int) or finish is None or result is None:
+        return None
+    return CompletedRun(build_id, finish, result, parse_time(build.get("queueTime")),
+                        parse_time(build.get("startTime")))
+
+
+def _test_counts(body: Any) -> TestCounts | None:
+    """Passed/failed/other from a ResultSummaryByBuild answer; None when the run published no tests."""
+    if not isinstance(body, dict):
+        raise ApiError("bad_response", "test_summary: answer is not an object", endpoint="test_summary")
+    analysis = body.get("aggregatedResultsAnalysis")
+    if not isinstance(analysis, dict):
+        return None
+    by_outcome = analysis.get("resultsByOutcome") or {}
+    if not isinstance(by_outcome, dict):
+        raise ApiError("bad_response", "test_summary: resultsByOutcome is not an object", endpoint="test_summary")
+    passed = failed = other = 0
+    for key, entry in by_outcome.items():
+        count = entry.get("count", 0) if isinstance(entry, dict) else 0
+        count = count if isinstance(count, int) and count > 0 else 0
+        if key.lower() == "passed":
+            passed += count
+        elif key.lower() == "failed":
+            failed += count
+        else:
+            other += count
+    total = analysis.get("totalTests")
+    if isinstance(total, int) and total > passed + failed + other:
+        other += total - (passed + failed + other)  # outcomes the summary did not break down
+    if passed + failed + other == 0:
+        return None
+    return passed, failed, other
+
+
+class CompactSamples:
+    """The samples of a metric family, kept as flat tuples and made into `Sample`s when read.
+
+    A `Sample` with its own label dict costs ~310 bytes; at 5,000 pipelines the builds area holds
+    ~440,000 of them per snapshot, twice while a new snapshot is built. A flat tuple of the name, the
+    (shared) label names, the value and the label values costs about half. Families append `Sample`s
+    as usual; readers iterate and get equal `Sample`s back.
+    """
+
+    __slots__ = ("_rows", "_keys")
+
+    def __init__(self, samples: Iterable[Sample] = ()) -> None:
+        self._rows: list[tuple[Any, ...] | Sample] = []
+        self._keys: dict[tuple[str, ...], tuple[str, ...]] = {}
+        for sample in samples:
+            self.append(sample)
+
+    def append(self, sample: Sample) -> None:
+        if sample.timestamp is not None or sample.exemplar is not None or sample.native_histogram is not None:
+            self._rows.append(sample)  # rare: kept as it is
+            return
+        keys = tuple(sample.labels)
+        keys = self._keys.setdefault(keys, keys)
+        self._rows.append((sample.name, keys, sample.value, *sample.labels.values()))
+
+    @staticmethod
+    def _sample(row: tuple[Any, ...] | Sample) -> Sample:
+        if isinstance(row, Sample):
+            return row
+        return Sample(row[0], dict(zip(row[1], row[3:], strict=True)), row[2])
+
+    def __iter__(self) -> Iterator[Sample]:
+        return map(self._sample, self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __getitem__(self, index: int) -> Sample:
+        return self._sample(self._rows[index])
+
+    def __eq__(self, other: object) -> bool:
+        return list(self) == list(other) if isinstance(other, (list, CompactSamples)) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"CompactSamples({list(self)!r})"
+
+
+def _project_gone(error: ApiError) -> bool:
+    """Gone: the project does not exist any more, or its definitions are hidden from the token (404)."""
+    return project_gone(error) or (isinstance(error, NotFoundError) and error.endpoint == "definitions")
+
+
+class BuildsArea:
+    """Refreshes build health for every admitted project and publishes its metric families."""
+
+    name = "builds"
+
+    def __init__(self, config: Config, client: AzureDevOpsClient, projects: ProjectDirectory,
+                 clock: Callable[[], float]) -> None:
+        self._config = config
+        self._client = client
+        self._projects = projects
+        self._clock = clock
+        self.interval = config.intervals.builds
+        self._tests_enabled = config.intervals.tests > 0
+        self._breaking = frozenset(config.broken_results)
+        self._states: dict[str, ProjectState] = {}
+        self._families: list[Metric] = []
+        self._lock = threading.Lock()
+
+    # -- refresh ---------------------------------------------------------------------------------
+
+    def refresh(self) -> None:
+        now = self._clock()
+        self._states, failures = refresh_each_project(
+            self._projects.projects(), self._states, lambda project, state: self._refresh_project(project, state, now),
+            gone=_project_gone)
+        self._publish(now)
+        failures.raise_if_any()
+
+    def _refresh_project(self, project: Project, state: ProjectState | None, now: float) -> ProjectState:
+        state = state or ProjectState(project)
+        state.project = project  # a renamed project keeps its state
+        fetched = self._fetch(state, now)
+        self._apply(state, fetched, now)
+        return state
+
+    def _url(self, project: Project, path: str) -> str:
+        return f"{self._config.organization_url}/{project.id}/_apis/{path}"
+
+    def _fetch(self, state: ProjectState, now: float) -> _Fetched:
+        project = state.project
+        pipelines = self._fetch_pipelines(project)
+        window_start = now - self._config.lookback
+        if state.loaded and state.watermark is not None:
+            since = max(window_start, state.watermark - WATERMARK_OVERLAP)
+        else:
+            since = window_start
+        new_runs: dict[tuple[int, str], list[CompletedRun]] = {}
+        max_finish = state.watermark
+        params = {"statusFilter": "completed", "queryOrder": "finishTimeAscending",
+                  "minTime": format_time(since), "$top": PAGE_SIZE}
+        for page in self._client.pages_by_token("builds", self._url(project, "build/builds"), params):
+            for build in page:
+                run = _completed_run(build)
+                if run is None:
+                    continue
+                max_finish = run.finish if max_finish is None else max(max_finish, run.finish)
+                key = self._tracked_key(pipelines, build)
+                if key is None:
+                    continue
+                held = state.branches.get(key)
+                if held is not None and run.id in held.history:
+                    continue
+                new_runs.setdefault(key, []).append(run)
+        in_progress: dict[int, int] = dict.fromkeys(pipelines, 0)
+        queued: dict[int, int] = dict.fromkeys(pipelines, 0)
+        seen_open: set[int] = set()
+        params = {"statusFilter": "inProgress,notStarted", "queryOrder": "queueTimeDescending", "$top": PAGE_SIZE}
+        for page in self._client.pages_by_token("builds", self._url(project, "build/builds"), params):
+            for build in page:
+                definition = build.get("definition")
+                pipeline_id = definition.get("id") if isinstance(definition, dict) else None
+                build_id = build.get("id")
+                if not isinstance(pipeline_id, int) or pipeline_id not in pipelines or not isinstance(build_id, int) \
+                        or build_id in seen_open:
+                    continue
+                seen_open.add(build_id)
+                status = str(build.get("status", "")).lower()
+                if status == "inprogress":
+                    in_progress[pipeline_id] += 1
+                elif status == "notstarted":
+                    queued[pipeline_id] += 1
+        older_runs = self._fetch_older_runs(state, project, new_runs)
+        tests = self._fetch_tests(state, project, new_runs) if self._tests_enabled else {}
+        return _Fetched(pipelines, new_runs, max_finish, in_progress, queued, older_runs, tests)
+
+    def _fetch_pipelines(self, project: Project) -> dict[int, Pipeline]:
+        pipelines: dict[int, Pipeline] = {}
+        params = {"includeAllProperties": "true", "queryOrder": "definitionNameAscending", "$top": PAGE_SIZE}
+        for page in self._client.pages_by_token("definitions", self._url(project, "build/definitions"), params):
+            for item in page:
+                pipeline_id, name = item.get("id"), item.get("name")
+                if not isinstance(pipeline_id, int) or not isinstance(name, str):
+                    continue
+                label = pipeline_label(item.get("path"), name)
+                if not self._config.pipelines.matches(label):
+                    continue
+                repository = item.get("repository")
+                if not isinstance(repository, dict):
+                    repository = {}
+                pipelines[pipeline_id] = Pipeline(
+                    pipeline_id, label, str(repository.get("name") or ""),
+                    branch_name(repository.get("defaultBranch")),
+                )
+        return pipelines
+
+    def _tracked_key(self, pipelines: dict[int, Pipeline], build: dict[str, Any]) -> tuple[int, str] | None:
+        definition = build.get("definition")
+        pipeline_id = definition.get("id") if isinstance(definition, dict) else None
+        pipeline = pipelines.get(pipeline_id) if isinstance(pipeline_id, int) else None
+        if pipeline is None:
+            return None
+        branch = branch_name(build.get("sourceBranch"))
+        if branch is None or not self._config.branch_tracked(branch, pipeline.default_branch):
+            return None
+        return pipeline.id, branch
+
+    def _fetch_older_runs(self, state: ProjectState, project: Project,
+                          new_runs: dict[BranchKey, list[CompletedRun]]) -> dict[BranchKey, list[CompletedRun]]:
+        """For branches whose earliest held decisive run is breaking and whose past is unknown, read runs
+        before it (newest first) back to the last success: one listing per such branch."""
+        older: dict[tuple[int, str], list[CompletedRun]] = {}
+        for key, runs in new_runs.items():
+            held = state.branches.get(key)
+            if held is not None and held.history.base_known:
+                continue
+            combined = sorted([*(held.history.runs if held else []), *runs], key=lambda r: r.sort_key)
+            first_decisive = next((r for r in combined if is_decisive(r, self._breaking)), None)
+            if first_decisive is None or first_decisive.result not in self._breaking:
+                continue
+            first = combined[0]
+            pipeline_id, branch = key
+            params = {"definitions": pipeline_id, "branchName": f"refs/heads/{branch}",
+                      "statusFilter": "completed", "queryOrder": "finishTimeDescending",
+                      "maxTime": format_time(first.finish), "$top": LOOKUP_PAGE_SIZE}
+            found: list[CompletedRun] = []
+            known_ids = {r.id for r in combined}
+            done = False
+            for page in self._client.pages_by_token("builds", self._url(project, "build/builds"), params):
+                for build in page:
+                    run = _completed_run(build)
+                    if run is None or run.id in known_ids or run.sort_key >= first.sort_key:
+                        continue
+                    known_ids.add(run.id)
+                    found.append(run)
+                    if run.result == "succeeded":
+                        done = True
+                        break
+                if done:
+                    break
+            older[key] = found
+        return older
+
+    def _fetch_tests(self, state: ProjectState, project: Project,
+                     new_runs: dict[tuple[int, str], list[CompletedRun]]) -> dict[int, TestCounts | None]:
+        """Test summaries: every new run in steady state (for the counter); only the latest run of each
+        branch on the first load."""
+        wanted: list[int] = []
+        for runs in new_runs.values():
+            if state.loaded:
+                wanted += [r.id for r in runs]
+            else:
+                wanted.append(max(runs, key=lambda r: r.sort_key).id)
+        tests: dict[int, TestCounts | None] = {}
+        url = self._url(project, "test/ResultSummaryByBuild")
+        for run_id in wanted:
+            try:
+                body = self._client.get("test_summary", url, {"buildId": run_id}, API_VERSION_PREVIEW).body
+            except NotFoundError:
+                tests[run_id] = None  # the run was deleted meanwhile
+                continue
+            tests[run_id] = _test_counts(body)
+        return tests
+
+    # -- apply -------------------------------------------------------------------------------------
+
+    def _apply(self, state: ProjectState, fetched: _Fetched, now: float) -> None:
+        steady = state.loaded
+        state.pipelines = fetched.pipelines
+        state.in_progress, state.queued = fetched.in_progress, fetched.queued
+        state.watermark = fetched.max_finish
+        # Pipelines deleted, renamed out of the filter, or branches no longer tracked leave now.
+        for key in [k for k in state.branches if k[0] not in fetched.pipelines]:
+            del state.branches[key]
+        for accumulator in (state.runs_total, state.tests_total):
+            for key3 in [k for k in accumulator if k[0] not in fetched.pipelines]:
+                del accumulator[key3]
+        for hist_map in (state.run_duration, state.queue_duration):
+            for pid in [p for p in hist_map if p not in fetched.pipelines]:
+                del hist_map[pid]
+        for key in [k for k in state.time_to_fix if k[0] not in fetched.pipelines]:
+            del state.time_to_fix[key]
+
+        window_start = now - self._config.lookback
+        for key, runs in fetched.new_runs.items():
+            data = state.branches.get(key)
+            if data is None:
+                data = state.branches[key] = BranchData(BranchHistory(self._breaking))
+            history = data.history
+            new_ids: set[int] = set()
+            for run in runs:
+                if history.add(run):
+                    new_ids.add(run.id)
+            if key in fetched.older_runs:
+                history.set_base_from_history(fetched.older_runs[key])
+            elif not history.base_known:
+                first_decisive = next((r for r in history.runs if is_decisive(r, self._breaking)), None)
+                if first_decisive is not None:  # it is a fix: nothing before it can matter any more
+                    history.base_known = True
+            latest = history.latest
+            if latest is not None and latest.id in fetched.tests:
+                data.tests, data.tests_run_id = fetched.tests[latest.id], latest.id
+            pipeline_id, branch = key
+            self._init_series(state, key)
+            if steady:
+                self._count_new_runs(state, key, [r for r in runs if r.id in new_ids], fetched.tests)
+        for key, data in state.branches.items():
+            self._init_series(state, key)
+            data.history.prune(window_start)
+        state.loaded = True
+
+    def _init_series(self, state: ProjectState, key: tuple[int, str]) -> None:
+        """Every known label set exists from start-up at 0 (SPEC: rate() loses no event)."""
+        pipeline_id, branch = key
+        for result in RESULT_LABEL_VALUES:
+            state.runs_total.setdefault((pipeline_id, branch, result), 0)
+        if self._tests_enabled:
+            for outcome in TEST_OUTCOMES:
+                state.tests_total.setdefault((pipeline_id, branch, outcome), 0)
+        state.run_duration.setdefault(pipeline_id, HistogramData(RUN_DURATION_BUCKETS))
+        state.queue_duration.setdefault(pipeline_id, HistogramData(QUEUE_DURATION_BUCKETS))
+        state.time_to_fix.setdefault(key, HistogramData(TIME_TO_FIX_BUCKETS))
+
+    def _count_new_runs(self, state: ProjectState, key: tuple[int, str], runs: list[CompletedRun],
+                        tests: dict[int, TestCounts | None]) -> None:
+        pipeline_id, branch = key
+        new_ids = {r.id for r in runs}
+        for run in runs:
+            state.runs_total[(pipeline_id, branch, result_label(run.result))] += 1
+            if run.start is not None:
+                state.run_duration[pipeline_id].observe(max(0.0, run.finish - run.start))
+                if run.queue is not None:
+                    state.queue_duration[pipeline_id].observe(max(0.0, run.start - run.queue))
+            counts = tests.get(run.id)
+            if counts is not None:
+                for outcome, count in zip(TEST_OUTCOMES, counts, strict=True):
+                    state.tests_total[(pipeline_id, branch, outcome)] += count
+        _, periods = state.branches[key].history.evaluate()
+        for period in periods:
+            if period.fixing_run_id in new_ids:
+                state.time_to_fix[key].observe(period.duration)
+
+    # -- publish -----------------------------------------------------------------------------------
+
+    def families(self) -> list[Metric]:
+        return self._families
+
+    def _publish(self, now: float) -> None:
+        families = []
+        for family in self._build_families(now):
+            if not isinstance(family.samples, CompactSamples):  # histograms, filled by families.py helpers
+                family.samples = CompactSamples(family.samples)  # type: ignore[assignment]
+            families.append(family)
+        self._families = families
+
+    def _build_families(self, now: float) -> Iterable[Metric]:
+        pl = ["project", "pipeline"]
+        br = ["project", "pipeline", "branch"]
+        info = GaugeMetricFamily("azdo_pipeline_info", "One series per pipeline, with its id, repository and "
+                                 "default branch (always 1).",
+                                 labels=["project", "pipeline", "pipeline_id", "repository", "default_branch"])
+        last_result = GaugeMetricFamily("azdo_pipeline_last_run_result", "1 for the result of the latest "
+                                        "completed run of the branch, 0 for the other results.",
+                                        labels=[*br, "result"])
+        last_finished = GaugeMetricFamily("azdo_pipeline_last_run_finished_timestamp_seconds",
+                                          "Finish time of the latest completed run.", labels=br)
+        last_duration = GaugeMetricFamily("azdo_pipeline_last_run_duration_seconds",
+                                          "Start-to-finish time of the latest completed run.", labels=br)
+        broken = GaugeMetricFamily("azdo_pipeline_broken", "1 while the branch is broken (its latest "
+                                   "breaking-or-fixing run is breaking).", labels=br)
+        broken_since = GaugeMetricFamily("azdo_pipeline_broken_since_timestamp_seconds", "Only while broken: "
+                                         "finish time of the first breaking run after the last successful one.",
+                                         labels=br)
+        broken_duration = GaugeMetricFamily("azdo_pipeline_broken_duration_seconds", "Only while broken: "
+                                            "seconds since broken-since, as of the last refresh.", labels=br)
+        consecutive = GaugeMetricFamily("azdo_pipeline_consecutive_failures", "Breaking runs since the last "
+                                        "successful run (0 when healthy).", labels=br)
+        running = GaugeMetricFamily("azdo_pipeline_runs_in_progress", "Runs of the pipeline in progress now "
+                                    "(all branches).", labels=pl)
+        waiting = GaugeMetricFamily("azdo_pipeline_runs_queued", "Runs of the pipeline queued and not started "
+                                    "now (all branches).", labels=pl)
+        runs_total = CounterMetricFamily("azdo_pipeline_runs", "Completed runs seen since the exporter started.",
+                                         labels=[*br, "result"])
+        window_runs = GaugeMetricFamily("azdo_pipeline_window_runs", "Completed runs in the lookback window.",
+                                        labels=[*br, "result"])
+        run_duration: list[tuple[list[str], HistogramData]] = []
+        queue_duration: list[tuple[list[str], HistogramData]] = []
+        time_to_fix: list[tuple[list[str], HistogramData]] = []
+        window_ttf: list[tuple[list[str], HistogramData]] = []
+        last_tests = GaugeMetricFamily("azdo_pipeline_last_run_tests", "Test results of the latest completed "
+                                       "run by outcome (passed, failed, other).", labels=[*br, "outcome"])
+        has_tests = GaugeMetricFamily("azdo_pipeline_has_tests", "1 if the latest completed run published test "
+                                      "results.", labels=br)
+        tests_total = CounterMetricFamily("azdo_pipeline_tests", "Test results of runs seen since the exporter "
+                                          "started, by outcome.", labels=[*br, "outcome"])
+        window_start = now - self._config.lookback
+        for family in (info, last_result, last_finished, last_duration, broken, broken_since, broken_duration,
+                       consecutive, running, waiting, runs_total, window_runs, last_tests, has_tests, tests_total):
+            family.samples = CompactSamples()  # type: ignore[assignment]
+
+        for state in sorted(self._states.values(), key=lambda s: s.project.name.lower()):
+            project = state.project.name
+            for pipeline in sorted(state.pipelines.values(), key=lambda p: p.label):
+                info.add_metric([project, pipeline.label, str(pipeline.id), pipeline.repository,
+                                 pipeline.default_branch or ""], 1)
+                running.add_metric([project, pipeline.label], state.in_progress.get(pipeline.id, 0))
+                waiting.add_metric([project, pipeline.label], state.queued.get(pipeline.id, 0))
+                if pipeline.id in state.run_duration:
+                    run_duration.append(([project, pipeline.label], state.run_duration[pipeline.id]))
+                    queue_duration.append(([project, pipeline.label], state.queue_duration[pipeline.id]))
+            for (pipeline_id, branch), data in sorted(state.branches.items(),
+                                                      key=lambda kv: (state.pipelines[kv[0][0]].label, kv[0][1])):
+                labels = [project, state.pipelines[pipeline_id].label, branch]
+                history = data.history
+                current, periods = history.evaluate()
+                latest = history.latest
+                if latest is not None:
+                    latest_label = result_label(latest.result)
+                    for result in RESULT_LABEL_VALUES:
+                        last_result.add_metric([*labels, result], 1 if result == latest_label else 0)
+                    last_finished.add_metric(labels, latest.finish)
+                    if latest.start is not None:
+                        last_duration.add_metric(labels, max(0.0, latest.finish - latest.start))
+                broken.add_metric(labels, 1 if current.broken else 0)
+                if current.broken and current.broken_since is not None:
+                    broken_since.add_metric(labels, current.broken_since)
+                    broken_duration.add_metric(labels, max(0.0, now - current.broken_since))
+                consecutive.add_metric(labels, current.consecutive_failures)
+                counts = dict.fromkeys(RESULT_LABEL_VALUES, 0)
+                for run in history.runs:
+                    if run.finish >= window_start:
+                        counts[result_label(run.result)] += 1
+                for result in RESULT_LABEL_VALUES:
+                    window_runs.add_metric([*labels, result], counts[result])
+                    runs_total.add_metric([*labels, result], state.runs_total.get((pipeline_id, branch, result), 0))
+                window_hist = HistogramData(TIME_TO_FIX_BUCKETS)
+                for period in periods:
+                    if period.end >= window_start:
+                        window_hist.observe(period.duration)
+                window_ttf.append((labels, window_hist))
+                time_to_fix.append((labels, state.time_to_fix.get((pipeline_id, branch),
+                                                                   HistogramData(TIME_TO_FIX_BUCKETS))))
+                if self._tests_enabled:
+                    has_tests.add_metric(labels, 1 if data.tests is not None else 0)
+                    tested = data.tests or (0, 0, 0)
+                    for outcome, count in zip(TEST_OUTCOMES, tested, strict=True):
+                        last_tests.add_metric([*labels, outcome], count)
+                        tests_total.add_metric([*labels, outcome],
+                                               state.tests_total.get((pipeline_id, branch, outcome), 0))
+
+        yield from (info, last_result, last_finished, last_duration, broken, broken_since, broken_duration,
+                    consecutive, running, waiting, runs_total, window_runs)
+        yield histogram_family("azdo_pipeline_run_duration_seconds", "Start-to-finish time of runs on tracked "
+                               "branches seen since the exporter started.", pl, run_duration)
+        yield histogram_family("azdo_pipeline_queue_duration_seconds", "Queued-to-started time of runs on "
+                               "tracked branches seen since the exporter started.", pl, queue_duration)
+        yield histogram_family("azdo_pipeline_time_to_fix_seconds", "Length of each broken period that ended "
+                               "since the exporter started.", br, time_to_fix)
+        yield gauge_histogram_family("azdo_pipeline_window_time_to_fix_seconds", "Broken periods that ended in "
+                                     "the lookback window, by length.", br, window_ttf)
+        if self._tests_enabled:
+            yield from (last_tests, has_tests, tests_total)

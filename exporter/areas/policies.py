@@ -1,0 +1,186 @@
+"""The policies area: branch policies per repository and tracked branch (SPEC §4).
+
+Per project and cycle (endpoints `repositories`, `policies`): one repositories listing and the
+project's policy configurations (`policy/configurations`, paged with the continuation header).
+Matching is done here, the way Azure DevOps applies a configuration's `settings.scope` entries:
+- `repositoryId` null: every repository of the project; otherwise that repository only;
+- `matchKind` `Exact`: the branch whose ref equals `refName`; `Prefix`: every branch whose ref starts
+  with `refName`; `DefaultBranch`: the repository's default branch; no `refName` (and not
+  `DefaultBranch`): every branch of the repository.
+Only enabled, blocking, not deleted configurations count.
+
+Tracked branches of a repository: its default branch, plus every literal name among the configured
+`branches` (no wildcard) that a policy scope names exactly for that repository. Branch lists are not
+read (that would cost one request per repository), so a configured name that no policy names is not
+reported: it could be a branch that does not exist. An empty repository (no default branch) has none.
+
+A project's refresh fetches everything first and applies it only if every request succeeded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+
+from exporter.areas.projects import Project, ProjectDirectory, refresh_each_project
+from exporter.areas.pull_requests import Repository, list_repositories
+from exporter.azdo.client import AzureDevOpsClient
+from exporter.azdo.fields import HEADS, branch_name
+from exporter.config.settings import Config
+
+PAGE_SIZE = 100
+# Policy names (label values) by Azure DevOps policy type id (NOTES §2.7), and by display name as a fallback.
+POLICY_TYPES = {
+    "fa4e907d-c16b-4a4c-9dfa-4906e5d171dd": "minimum_reviewers",
+    "0609b952-1397-4640-95ec-e00a01b2c241": "build_validation",
+    "c6a1889d-b943-4856-b76f-9e46bb6b0df2": "comment_resolution",
+    "40e92b44-2fe1-4dd6-b3d8-74a9c21d0c6e": "work_item_linking",
+    "fd2167ab-b0be-447a-8ec8-39368250530e": "required_reviewers",
+    "fa4e907d-c16b-4a4c-9dfa-4916e5d171ab": "merge_strategy",
+}
+POLICY_DISPLAY_NAMES = {
+    "minimum number of reviewers": "minimum_reviewers",
+    "minimum approval count": "minimum_reviewers",
+    "build": "build_validation",
+    "comment requirements": "comment_resolution",
+    "work item linking": "work_item_linking",
+    "required reviewers": "required_reviewers",
+    "require a merge strategy": "merge_strategy",
+}
+POLICY_NAMES = ("minimum_reviewers", "build_validation", "comment_resolution", "work_item_linking",
+                "required_reviewers", "merge_strategy")
+
+
+@dataclass(frozen=True)
+class Scope:
+    repository_id: str | None  # lower case; None: every repository of the project
+    ref_name: str | None
+    match_kind: str  # exact, prefix, defaultbranch (lower case)
+
+    def applies(self, repository: Repository, branch: str) -> bool:
+        if self.repository_id is not None and self.repository_id != repository.id:
+            return False
+        if self.match_kind == "defaultbranch":
+            return repository.default_branch is not None and \
+                branch.casefold() == repository.default_branch.casefold()
+        if not self.ref_name:
+            return True
+        ref = (HEADS + branch).casefold()
+        if self.match_kind == "prefix":
+            return ref.startswith(self.ref_name.casefold())
+        return ref == self.ref_name.casefold()
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str | None  # one of POLICY_NAMES, or None for other types
+    counts: bool  # enabled, blocking and not deleted
+    min_approvers: int
+    scopes: tuple[Scope, ...]
+
+    def applies(self, repository: Repository, branch: str) -> bool:
+        return any(s.applies(repository, branch) for s in self.scopes)
+
+
+def parse_policy(item: dict[str, Any]) -> Policy:
+    kind = item.get("type")
+    type_id = str(kind.get("id") or "").lower() if isinstance(kind, dict) else ""
+    display = str(kind.get("displayName") or "").lower() if isinstance(kind, dict) else ""
+    name = POLICY_TYPES.get(type_id) or POLICY_DISPLAY_NAMES.get(display)
+    counts = item.get("isEnabled") is True and item.get("isBlocking") is True and item.get("isDeleted") is not True
+    settings = item.get("settings")
+    settings = settings if isinstance(settings, dict) else {}
+    count = settings.get("minimumApproverCount")
+    scopes: list[Scope] = []
+    for entry in settings.get("scope") or []:
+        if not isinstance(entry, dict):
+            continue
+        repo_id, ref = entry.get("repositoryId"), entry.get("refName")
+        scopes.append(Scope(repo_id.lower() if isinstance(repo_id, str) and repo_id else None,
+                            ref if isinstance(ref, str) and ref else None,
+                            str(entry.get("matchKind") or "exact").lower()))
+    return Policy(name, counts, count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0,
+                  tuple(scopes))
+
+
+@dataclass
+class ProjectState:
+    project: Project
+    repositories: dict[str, Repository] = field(default_factory=dict)
+    policies: list[Policy] = field(default_factory=list)
+
+
+class PoliciesArea:
+    """Refreshes branch policies for every admitted project and publishes its metric families."""
+
+    name = "policies"
+
+    def __init__(self, config: Config, client: AzureDevOpsClient, projects: ProjectDirectory,
+                 clock: Callable[[], float]) -> None:
+        self._config = config
+        self._client = client
+        self._projects = projects
+        self._clock = clock
+        self.interval = config.intervals.policies
+        self._literal_branches = tuple(b.removeprefix(HEADS) for b in config.branches
+                                       if not any(c in b for c in "*?["))
+        self._states: dict[str, ProjectState] = {}
+        self._families: list[Metric] = []
+
+    def refresh(self) -> None:
+        self._states, failures = refresh_each_project(self._projects.projects(), self._states,
+                                                      self._refresh_project)
+        self._families = list(self._build_families())
+        failures.raise_if_any()
+
+    def _refresh_project(self, project: Project, _previous: ProjectState | None) -> ProjectState:
+        repositories = list_repositories(self._client, self._config, project)
+        url = f"{self._config.organization_url}/{project.id}/_apis/policy/configurations"
+        policies = [parse_policy(item) for page in
+                    self._client.pages_by_token("policies", url, {"$top": PAGE_SIZE}) for item in page]
+        return ProjectState(project, repositories, policies)
+
+    def tracked_branches(self, repository: Repository, policies: list[Policy]) -> list[str]:
+        """The repository's default branch plus configured literal names that a policy names exactly."""
+        if repository.default_branch is None:  # an empty repository has no branch at all
+            return []
+        branches = [repository.default_branch]
+        named: set[str] = set()
+        for policy in policies:
+            for scope in policy.scopes:
+                if scope.match_kind == "exact" and scope.ref_name and \
+                        scope.repository_id in (None, repository.id):
+                    branch = branch_name(scope.ref_name)
+                    if branch is not None:
+                        named.add(branch.casefold())
+        for literal in self._literal_branches:
+            if literal.casefold() in named and literal.casefold() not in {b.casefold() for b in branches}:
+                branches.append(literal)
+        return branches
+
+    def families(self) -> list[Metric]:
+        return self._families
+
+    def _build_families(self) -> Iterable[Metric]:
+        labels = ["project", "repository", "branch"]
+        min_reviewers = GaugeMetricFamily("azdo_branch_policy_min_reviewers", "Minimum approvers enforced on the "
+                                          "branch by an enabled, blocking minimum-reviewers policy (0 if none).",
+                                          labels=labels)
+        enabled = GaugeMetricFamily("azdo_branch_policy_enabled", "1 if an enabled, blocking policy of the type "
+                                    "applies to the branch, else 0.", labels=[*labels, "policy"])
+        for state in sorted(self._states.values(), key=lambda s: s.project.name.lower()):
+            counted = [p for p in state.policies if p.counts and p.name is not None]
+            for repo in sorted(state.repositories.values(), key=lambda r: r.name.lower()):
+                for branch in self.tracked_branches(repo, state.policies):
+                    names = [state.project.name, repo.name, branch]
+                    applying = [p for p in counted if p.applies(repo, branch)]
+                    min_reviewers.add_metric(names, max((p.min_approvers for p in applying
+                                                         if p.name == "minimum_reviewers"), default=0))
+                    present = {p.name for p in applying}
+                    for policy in POLICY_NAMES:
+                        enabled.add_metric([*names, policy], 1 if policy in present else 0)
+        yield from (min_reviewers, enabled)

@@ -1,0 +1,117 @@
+"""The list of projects the exporter watches, shared by every area and cached briefly."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from exporter.areas.base import RefreshError
+from exporter.azdo.client import ApiError, AzureDevOpsClient, NotFoundError
+from exporter.config.settings import NameFilter
+from exporter.config.sharding import Shard
+
+log = logging.getLogger(__name__)
+
+# Azure DevOps' code for "the project does not exist" (TF200016) in a 404 answer's message.
+PROJECT_GONE = "TF200016"
+
+State = TypeVar("State")
+
+
+@dataclass(frozen=True)
+class Project:
+    id: str
+    name: str
+
+
+class ProjectDirectory:
+    """Lists the organization's projects that the `projects` filter admits.
+
+    Each area asks at the start of its refresh; one listing serves all areas for `ttl` seconds, so
+    projects that appear or disappear are seen within one interval without one request per area.
+    With a `shard`, only the projects that this replica owns are listed (see exporter/sharding.py).
+    """
+
+    def __init__(self, client: AzureDevOpsClient, organization_url: str, project_filter: NameFilter,
+                 clock: Callable[[], float], ttl: float = 30.0, shard: Shard | None = None) -> None:
+        self._client = client
+        self._shard = shard or Shard()
+        self._url = f"{organization_url}/_apis/projects"
+        self._filter = project_filter
+        self._clock = clock
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._cached: list[Project] | None = None
+        self._fetched_at = 0.0
+
+    def projects(self) -> list[Project]:
+        """The admitted projects, sorted by name; raises ApiError when the listing fails."""
+        with self._lock:
+            now = self._clock()
+            if self._cached is not None and now - self._fetched_at < self._ttl:
+                return self._cached
+            found: dict[str, Project] = {}
+            for page in self._client.pages_by_token("projects", self._url, {"$top": 500,
+                                                                            "stateFilter": "wellFormed"}):
+                for item in page:
+                    project_id, name = item.get("id"), item.get("name")
+                    if (isinstance(project_id, str) and isinstance(name, str) and self._filter.matches(name)
+                            and self._shard.owns(project_id)):
+                        found[project_id] = Project(project_id, name)
+            self._cached = sorted(found.values(), key=lambda p: p.name.lower())
+            self._fetched_at = now
+            return self._cached
+
+
+def project_gone(error: ApiError) -> bool:
+    """True for a 404 saying the project does not exist: it was deleted after the (briefly cached)
+    projects listing was read."""
+    return isinstance(error, NotFoundError) and PROJECT_GONE in str(error)
+
+
+class ProjectFailures:
+    """The projects whose refresh failed in one cycle, with the self-metric reason of each."""
+
+    def __init__(self) -> None:
+        self.reasons: list[str] = []
+        self.messages: list[str] = []
+
+    def add(self, project: Project, error: ApiError) -> None:
+        self.reasons.append(error.reason)
+        self.messages.append(f"project {project.name}: {error}")
+
+    def raise_if_any(self) -> None:
+        if self.reasons:
+            raise RefreshError("; ".join(self.messages), self.reasons)
+
+
+def refresh_each_project(
+    projects: Iterable[Project],
+    previous: Mapping[str, State],
+    refresh_one: Callable[[Project, State | None], State],
+    gone: Callable[[ApiError], bool] = project_gone,
+) -> tuple[dict[str, State], ProjectFailures]:
+    """Refresh the projects one by one; return the new state of each, keyed by project id.
+
+    `refresh_one(project, previous_state)` fetches everything it needs before changing any state and
+    returns the project's state. When it raises ApiError, the project keeps its previous state (its last
+    good numbers) and the failure is recorded, while the other projects go on. A project that is gone,
+    or missing from `projects` (deleted, renamed away or filtered out), leaves with every series it had.
+    """
+    current: dict[str, State] = {}
+    failures = ProjectFailures()
+    for project in projects:
+        old = previous.get(project.id)
+        try:
+            current[project.id] = refresh_one(project, old)
+        except ApiError as error:
+            if gone(error):
+                log.info("project %s is gone (%s); dropping its series", project.name, error)
+                continue
+            failures.add(project, error)
+            if old is not None:
+                current[project.id] = old
+    return current, failures

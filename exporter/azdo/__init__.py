@@ -1,0 +1,1 @@
+"""The Azure DevOps layer: HTTP client, credentials and the knowledge of its REST API."""

@@ -1,0 +1,1 @@
+"""Configuration: the settings file, environment, sharding and the web config file."""

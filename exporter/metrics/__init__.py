@@ -1,0 +1,1 @@
+"""Metric families: shared histogram helpers and the exporter's own metrics."""

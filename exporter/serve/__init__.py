@@ -1,0 +1,1 @@
+"""Serving: the refresh scheduler, the exposition cache and the HTTP server."""

@@ -1,0 +1,1 @@
+"""Team views: the radiator page and the digest, built from what the areas publish."""
