@@ -9,6 +9,7 @@
 #
 #   scripts/build-image.sh                       # -> localhost/azdo-exporter:dev
 #   IMAGE=registry.example.com/azdo-exporter:0.1.0 scripts/build-image.sh
+#   BASE_ONLY=1 scripts/build-image.sh           # only the base image (for `podman build .` with the index)
 #
 # Sandboxes like CI's need two podman settings, passed here on every call (harmless elsewhere):
 # `--runtime runc` (crun refuses hybrid cgroup v1/v2 hosts) and ulimits no higher than the hard limits
@@ -47,6 +48,11 @@ else
   podman "${PODMAN_GLOBAL[@]}" import --change 'CMD ["/bin/bash"]' \
     --change 'LABEL org.opencontainers.image.description="Debian '"$SUITE"' minbase with python3 (mmdebstrap)"' \
     "$tmp/rootfs.tar" "$BASE_IMAGE" >/dev/null
+fi
+
+if [ "${BASE_ONLY:-0}" = 1 ]; then
+  log "base image $BASE_IMAGE ready"
+  exit 0
 fi
 
 log "preparing wheels in $WHEELHOUSE"
