@@ -13,12 +13,12 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter.areas.base import RefreshError
 from exporter.azdo.client import API_VERSION_PREVIEW, ApiError, AzureDevOpsClient, NotFoundError
 from exporter.config.settings import Config
+from exporter.metrics import catalogue as m
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,7 @@ class PoolNumbers:
 class AgentPoolsArea:
     """Refreshes every agent pool of the organization and publishes its metric families."""
 
-    name = "agent_pools"
+    name = m.AREA_AGENT_POOLS
 
     def __init__(self, config: Config, client: AzureDevOpsClient, clock: Callable[[], float]) -> None:
         self._config = config
@@ -99,10 +99,8 @@ class AgentPoolsArea:
         return self._families
 
     def _publish(self) -> None:
-        agents = GaugeMetricFamily("azdo_agent_pool_agents", "Agents of the pool by status (online, offline) "
-                                   "and whether they are enabled.", labels=["pool", "status", "enabled"])
-        jobs = GaugeMetricFamily("azdo_agent_pool_jobs", "Job requests of the pool now: queued (no agent "
-                                 "assigned yet) and running.", labels=["pool", "state"])
+        agents = m.AGENT_POOL_AGENTS.gauge()
+        jobs = m.AGENT_POOL_JOBS.gauge()
         for numbers in sorted(self._pools.values(), key=lambda p: p.name.lower()):
             for (status, enabled), count in sorted(numbers.agents.items()):
                 agents.add_metric([numbers.name, status, enabled], count)

@@ -18,13 +18,13 @@ import bisect
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter.areas.base import RefreshError
 from exporter.azdo.client import API_VERSION_PREVIEW, MAX_PAGES, ApiError, AzureDevOpsClient
 from exporter.azdo.fields import format_time, parse_time
 from exporter.config.settings import Config
+from exporter.metrics import catalogue as m
 
 BATCH_SIZE = 1000
 # Entries may be indexed a little after their timestamp; re-read a margin and dedupe by id.
@@ -47,7 +47,7 @@ def _label(value: object, lower: bool = False) -> str:
 class AuditArea:
     """Reads the organization's audit log incrementally and publishes its metric families."""
 
-    name = "audit"
+    name = m.AREA_AUDIT
 
     def __init__(self, config: Config, client: AzureDevOpsClient, clock: Callable[[], float]) -> None:
         self._config = config
@@ -130,11 +130,8 @@ class AuditArea:
         return self._families
 
     def _build_families(self, now: float) -> Iterable[Metric]:
-        labels = ["area", "category", "action"]
-        total = CounterMetricFamily("azdo_audit_events", "Audit log entries seen since the exporter started, by "
-                                    "area, category and action id.", labels=labels)
-        window = GaugeMetricFamily("azdo_audit_window_events", "Audit log entries in the lookback window, by area, "
-                                   "category and action id.", labels=labels)
+        total = m.AUDIT_EVENTS.counter()
+        window = m.AUDIT_WINDOW_EVENTS.gauge()
         counts: dict[Key, int] = {}
         for _, key in self._window:
             counts[key] = counts.get(key, 0) + 1

@@ -21,7 +21,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 
@@ -30,13 +29,12 @@ from exporter.areas.projects import Project, ProjectDirectory, project_gone, ref
 from exporter.azdo.client import API_VERSION_PREVIEW, ApiError, AzureDevOpsClient, NotFoundError
 from exporter.azdo.fields import branch_name, format_time, parse_time, pipeline_label, result_label, result_name
 from exporter.config.settings import Config
+from exporter.metrics import catalogue as m
 from exporter.metrics.families import (
     QUEUE_DURATION_BUCKETS,
     RUN_DURATION_BUCKETS,
     TIME_TO_FIX_BUCKETS,
     HistogramData,
-    gauge_histogram_family,
-    histogram_family,
 )
 
 log = logging.getLogger(__name__)
@@ -192,7 +190,7 @@ def _project_gone(error: ApiError) -> bool:
 class BuildsArea:
     """Refreshes build health for every admitted project and publishes its metric families."""
 
-    name = "builds"
+    name = m.AREA_BUILDS
 
     def __init__(self, config: Config, client: AzureDevOpsClient, projects: ProjectDirectory,
                  clock: Callable[[], float]) -> None:
@@ -454,45 +452,25 @@ class BuildsArea:
         self._families = families
 
     def _build_families(self, now: float) -> Iterable[Metric]:
-        pl = ["project", "pipeline"]
-        br = ["project", "pipeline", "branch"]
-        info = GaugeMetricFamily("azdo_pipeline_info", "One series per pipeline, with its id, repository and "
-                                 "default branch (always 1).",
-                                 labels=["project", "pipeline", "pipeline_id", "repository", "default_branch"])
-        last_result = GaugeMetricFamily("azdo_pipeline_last_run_result", "1 for the result of the latest "
-                                        "completed run of the branch, 0 for the other results.",
-                                        labels=[*br, "result"])
-        last_finished = GaugeMetricFamily("azdo_pipeline_last_run_finished_timestamp_seconds",
-                                          "Finish time of the latest completed run.", labels=br)
-        last_duration = GaugeMetricFamily("azdo_pipeline_last_run_duration_seconds",
-                                          "Start-to-finish time of the latest completed run.", labels=br)
-        broken = GaugeMetricFamily("azdo_pipeline_broken", "1 while the branch is broken (its latest "
-                                   "breaking-or-fixing run is breaking).", labels=br)
-        broken_since = GaugeMetricFamily("azdo_pipeline_broken_since_timestamp_seconds", "Only while broken: "
-                                         "finish time of the first breaking run after the last successful one.",
-                                         labels=br)
-        broken_duration = GaugeMetricFamily("azdo_pipeline_broken_duration_seconds", "Only while broken: "
-                                            "seconds since broken-since, as of the last refresh.", labels=br)
-        consecutive = GaugeMetricFamily("azdo_pipeline_consecutive_failures", "Breaking runs since the last "
-                                        "successful run (0 when healthy).", labels=br)
-        running = GaugeMetricFamily("azdo_pipeline_runs_in_progress", "Runs of the pipeline in progress now "
-                                    "(all branches).", labels=pl)
-        waiting = GaugeMetricFamily("azdo_pipeline_runs_queued", "Runs of the pipeline queued and not started "
-                                    "now (all branches).", labels=pl)
-        runs_total = CounterMetricFamily("azdo_pipeline_runs", "Completed runs seen since the exporter started.",
-                                         labels=[*br, "result"])
-        window_runs = GaugeMetricFamily("azdo_pipeline_window_runs", "Completed runs in the lookback window.",
-                                        labels=[*br, "result"])
+        info = m.PIPELINE_INFO.gauge()
+        last_result = m.PIPELINE_LAST_RUN_RESULT.gauge()
+        last_finished = m.PIPELINE_LAST_RUN_FINISHED_TIMESTAMP_SECONDS.gauge()
+        last_duration = m.PIPELINE_LAST_RUN_DURATION_SECONDS.gauge()
+        broken = m.PIPELINE_BROKEN.gauge()
+        broken_since = m.PIPELINE_BROKEN_SINCE_TIMESTAMP_SECONDS.gauge()
+        broken_duration = m.PIPELINE_BROKEN_DURATION_SECONDS.gauge()
+        consecutive = m.PIPELINE_CONSECUTIVE_FAILURES.gauge()
+        running = m.PIPELINE_RUNS_IN_PROGRESS.gauge()
+        waiting = m.PIPELINE_RUNS_QUEUED.gauge()
+        runs_total = m.PIPELINE_RUNS.counter()
+        window_runs = m.PIPELINE_WINDOW_RUNS.gauge()
         run_duration: list[tuple[list[str], HistogramData]] = []
         queue_duration: list[tuple[list[str], HistogramData]] = []
         time_to_fix: list[tuple[list[str], HistogramData]] = []
         window_ttf: list[tuple[list[str], HistogramData]] = []
-        last_tests = GaugeMetricFamily("azdo_pipeline_last_run_tests", "Test results of the latest completed "
-                                       "run by outcome (passed, failed, other).", labels=[*br, "outcome"])
-        has_tests = GaugeMetricFamily("azdo_pipeline_has_tests", "1 if the latest completed run published test "
-                                      "results.", labels=br)
-        tests_total = CounterMetricFamily("azdo_pipeline_tests", "Test results of runs seen since the exporter "
-                                          "started, by outcome.", labels=[*br, "outcome"])
+        last_tests = m.PIPELINE_LAST_RUN_TESTS.gauge()
+        has_tests = m.PIPELINE_HAS_TESTS.gauge()
+        tests_total = m.PIPELINE_TESTS.counter()
         window_start = now - self._config.lookback
         for family in (info, last_result, last_finished, last_duration, broken, broken_since, broken_duration,
                        consecutive, running, waiting, runs_total, window_runs, last_tests, has_tests, tests_total):
@@ -550,13 +528,9 @@ class BuildsArea:
 
         yield from (info, last_result, last_finished, last_duration, broken, broken_since, broken_duration,
                     consecutive, running, waiting, runs_total, window_runs)
-        yield histogram_family("azdo_pipeline_run_duration_seconds", "Start-to-finish time of runs on tracked "
-                               "branches seen since the exporter started.", pl, run_duration)
-        yield histogram_family("azdo_pipeline_queue_duration_seconds", "Queued-to-started time of runs on "
-                               "tracked branches seen since the exporter started.", pl, queue_duration)
-        yield histogram_family("azdo_pipeline_time_to_fix_seconds", "Length of each broken period that ended "
-                               "since the exporter started.", br, time_to_fix)
-        yield gauge_histogram_family("azdo_pipeline_window_time_to_fix_seconds", "Broken periods that ended in "
-                                     "the lookback window, by length.", br, window_ttf)
+        yield m.PIPELINE_RUN_DURATION_SECONDS.histogram(run_duration)
+        yield m.PIPELINE_QUEUE_DURATION_SECONDS.histogram(queue_duration)
+        yield m.PIPELINE_TIME_TO_FIX_SECONDS.histogram(time_to_fix)
+        yield m.PIPELINE_WINDOW_TIME_TO_FIX_SECONDS.histogram(window_ttf)
         if self._tests_enabled:
             yield from (last_tests, has_tests, tests_total)

@@ -24,21 +24,19 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter.areas.projects import Project, ProjectDirectory, refresh_each_project
 from exporter.azdo.client import ApiError, AzureDevOpsClient, NotFoundError
 from exporter.azdo.fields import format_time, parse_time, pipeline_label
 from exporter.config.settings import Config
+from exporter.metrics import catalogue as m
 from exporter.metrics.families import (
     DAY,
     HOUR,
     MINUTE,
     TIME_TO_FIX_BUCKETS,
     HistogramData,
-    gauge_histogram_family,
-    histogram_family,
 )
 
 log = logging.getLogger(__name__)
@@ -173,7 +171,7 @@ def _int(value: Any) -> int | None:
 class DeploymentsArea:
     """Refreshes deployments of every admitted project and publishes their metric families."""
 
-    name = "deployments"
+    name = m.AREA_DEPLOYMENTS
 
     def __init__(self, config: Config, client: AzureDevOpsClient, projects: ProjectDirectory,
                  clock: Callable[[], float]) -> None:
@@ -530,14 +528,9 @@ class DeploymentsArea:
         self._families = list(self._build_families(now))
 
     def _build_families(self, now: float) -> Iterable[Metric]:
-        full = ["project", "pipeline", "environment", "kind"]
-        dora = ["project", "pipeline", "environment"]
-        totals = CounterMetricFamily("azdo_deployments", "Deployments (stage attempts) finished since the exporter "
-                                     "started, by result.", labels=[*full, "result"])
-        window = GaugeMetricFamily("azdo_deployments_window", "Deployments (stage attempts) finished in the "
-                                   "lookback window, by result.", labels=[*full, "result"])
-        last_success = GaugeMetricFamily("azdo_deployment_last_success_timestamp_seconds", "Finish time of the "
-                                         "latest successful deployment seen.", labels=full)
+        totals = m.DEPLOYMENTS.counter()
+        window = m.DEPLOYMENTS_WINDOW.gauge()
+        last_success = m.DEPLOYMENT_LAST_SUCCESS_TIMESTAMP_SECONDS.gauge()
         lead: list[tuple[list[str], HistogramData]] = []
         window_lead: list[tuple[list[str], HistogramData]] = []
         window_restore: list[tuple[list[str], HistogramData]] = []
@@ -578,11 +571,6 @@ class DeploymentsArea:
                 window_lead.append((labels, lead_hist))
                 window_restore.append((labels, restore_hist))
         yield from (totals, window, last_success)
-        yield histogram_family("azdo_deployment_lead_time_seconds", "Lead time for changes of successful "
-                               "production deployments since the exporter started: finish minus the commit time "
-                               "of the oldest change the previous successful deployment did not have.", dora, lead)
-        yield gauge_histogram_family("azdo_deployment_window_lead_time_seconds", "Lead time for changes of "
-                                     "successful production deployments in the lookback window.", dora, window_lead)
-        yield gauge_histogram_family("azdo_deployment_window_time_to_restore_seconds", "Time from a failed "
-                                     "production deployment to the next successful one, for restores in the "
-                                     "lookback window.", dora, window_restore)
+        yield m.DEPLOYMENT_LEAD_TIME_SECONDS.histogram(lead)
+        yield m.DEPLOYMENT_WINDOW_LEAD_TIME_SECONDS.histogram(window_lead)
+        yield m.DEPLOYMENT_WINDOW_TIME_TO_RESTORE_SECONDS.histogram(window_restore)

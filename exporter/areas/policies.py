@@ -23,7 +23,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter.areas.projects import Project, ProjectDirectory, refresh_each_project
@@ -31,6 +30,7 @@ from exporter.areas.pull_requests import Repository, list_repositories
 from exporter.azdo.client import AzureDevOpsClient
 from exporter.azdo.fields import HEADS, branch_name
 from exporter.config.settings import Config
+from exporter.metrics import catalogue as m
 
 PAGE_SIZE = 100
 # Policy names (label values) by Azure DevOps policy type id (NOTES §2.7), and by display name as a fallback.
@@ -117,7 +117,7 @@ class ProjectState:
 class PoliciesArea:
     """Refreshes branch policies for every admitted project and publishes its metric families."""
 
-    name = "policies"
+    name = m.AREA_POLICIES
 
     def __init__(self, config: Config, client: AzureDevOpsClient, projects: ProjectDirectory,
                  clock: Callable[[], float]) -> None:
@@ -166,12 +166,8 @@ class PoliciesArea:
         return self._families
 
     def _build_families(self) -> Iterable[Metric]:
-        labels = ["project", "repository", "branch"]
-        min_reviewers = GaugeMetricFamily("azdo_branch_policy_min_reviewers", "Minimum approvers enforced on the "
-                                          "branch by an enabled, blocking minimum-reviewers policy (0 if none).",
-                                          labels=labels)
-        enabled = GaugeMetricFamily("azdo_branch_policy_enabled", "1 if an enabled, blocking policy of the type "
-                                    "applies to the branch, else 0.", labels=[*labels, "policy"])
+        min_reviewers = m.BRANCH_POLICY_MIN_REVIEWERS.gauge()
+        enabled = m.BRANCH_POLICY_ENABLED.gauge()
         for state in sorted(self._states.values(), key=lambda s: s.project.name.lower()):
             counted = [p for p in state.policies if p.counts and p.name is not None]
             for repo in sorted(state.repositories.values(), key=lambda r: r.name.lower()):

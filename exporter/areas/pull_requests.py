@@ -19,14 +19,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from exporter.areas.projects import Project, ProjectDirectory, refresh_each_project
 from exporter.azdo.client import ApiError, AzureDevOpsClient
 from exporter.azdo.fields import branch_name, format_time, parse_time
 from exporter.config.settings import Config
-from exporter.metrics.families import DAY, HOUR, MINUTE, HistogramData, histogram_family
+from exporter.metrics import catalogue as m
+from exporter.metrics.families import DAY, HOUR, MINUTE, HistogramData
 
 PAGE_SIZE = 100  # below the service's default page (101), so a short page really is the last one
 # Pull requests closed just before the watermark may be indexed late; re-read a margin, dedupe by id.
@@ -130,7 +130,7 @@ def list_repositories(client: AzureDevOpsClient, config: Config, project: Projec
 class PullRequestsArea:
     """Refreshes pull-request numbers for every admitted project and publishes its metric families."""
 
-    name = "pull_requests"
+    name = m.AREA_PULL_REQUESTS
 
     def __init__(self, config: Config, client: AzureDevOpsClient, projects: ProjectDirectory,
                  clock: Callable[[], float]) -> None:
@@ -267,23 +267,12 @@ class PullRequestsArea:
         self._families = list(self._build_families())
 
     def _build_families(self) -> Iterable[Metric]:
-        labels = ["project", "repository", "target_branch"]
-        open_prs = GaugeMetricFamily("azdo_pull_requests_open", "Active pull requests now, drafts included.",
-                                     labels=labels)
-        open_drafts = GaugeMetricFamily("azdo_pull_requests_open_draft", "Active draft pull requests now.",
-                                        labels=labels)
-        completed_total = CounterMetricFamily("azdo_pull_requests_completed", "Pull requests completed since the "
-                                              "exporter started; reviewed: an individual other than the author "
-                                              "approved.", labels=[*labels, "reviewed"])
-        window_completed = GaugeMetricFamily("azdo_pull_requests_window_completed", "Pull requests completed in "
-                                             "the lookback window; reviewed: an individual other than the author "
-                                             "approved.", labels=[*labels, "reviewed"])
-        bypassed_total = CounterMetricFamily("azdo_pull_requests_bypassed", "Completed pull requests whose "
-                                             "completion bypassed branch policies, since the exporter started.",
-                                             labels=labels)
-        window_bypassed = GaugeMetricFamily("azdo_pull_requests_window_bypassed", "Completed pull requests whose "
-                                            "completion bypassed branch policies, in the lookback window.",
-                                            labels=labels)
+        open_prs = m.PULL_REQUESTS_OPEN.gauge()
+        open_drafts = m.PULL_REQUESTS_OPEN_DRAFT.gauge()
+        completed_total = m.PULL_REQUESTS_COMPLETED.counter()
+        window_completed = m.PULL_REQUESTS_WINDOW_COMPLETED.gauge()
+        bypassed_total = m.PULL_REQUESTS_BYPASSED.counter()
+        window_bypassed = m.PULL_REQUESTS_WINDOW_BYPASSED.gauge()
         time_to_merge: list[tuple[list[str], HistogramData]] = []
         for state in sorted(self._states.values(), key=lambda s: s.project.name.lower()):
             project = state.project.name
@@ -308,9 +297,7 @@ class PullRequestsArea:
             for repo in sorted(state.repositories.values(), key=lambda r: r.name.lower()):
                 time_to_merge.append(([project, repo.name], state.time_to_merge[repo.id]))
         yield from (open_prs, open_drafts, completed_total, window_completed, bypassed_total, window_bypassed)
-        yield histogram_family("azdo_pull_request_time_to_merge_seconds", "Created-to-completed time of pull "
-                               "requests completed since the exporter started.", ["project", "repository"],
-                               time_to_merge)
+        yield m.PULL_REQUEST_TIME_TO_MERGE_SECONDS.histogram(time_to_merge)
 
 
 def _flag(value: bool) -> str:

@@ -1,16 +1,14 @@
-"""Building blocks for snapshots: histogram accumulators and metric-family helpers.
+"""Building blocks for snapshots: histogram accumulators and bucket layouts.
 
 Proxied Azure DevOps data is exported through metric families built once per refresh (SPEC: a scrape
-never calls Azure DevOps); these helpers keep that code short and the bucket layouts in one place.
+never calls Azure DevOps); this keeps the bucket layouts in one place (the families themselves come from catalogue.py).
 """
 
 from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Sequence
-
-from prometheus_client.core import GaugeHistogramMetricFamily, HistogramMetricFamily
+from collections.abc import Sequence
 
 MINUTE, HOUR, DAY = 60.0, 3600.0, 86400.0
 
@@ -56,18 +54,3 @@ class HistogramData:
 def _bound_text(bound: float) -> str:
     return repr(float(bound)) if not math.isinf(bound) else "+Inf"
 
-
-def histogram_family(name: str, documentation: str, labelnames: Sequence[str],
-                     data: Iterable[tuple[Sequence[str], HistogramData]]) -> HistogramMetricFamily:
-    family = HistogramMetricFamily(name, documentation, labels=labelnames)
-    for labels, hist in data:
-        family.add_metric(list(labels), hist.cumulative_buckets(), hist.total)
-    return family
-
-
-def gauge_histogram_family(name: str, documentation: str, labelnames: Sequence[str],
-                           data: Iterable[tuple[Sequence[str], HistogramData]]) -> GaugeHistogramMetricFamily:
-    family = GaugeHistogramMetricFamily(name, documentation, labels=labelnames)
-    for labels, hist in data:
-        family.add_metric(list(labels), hist.cumulative_buckets(), hist.total)
-    return family

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import platform
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
 from exporter import __version__
+from exporter.metrics import catalogue as m
 
 ERROR_REASONS = ("auth", "throttled", "http_5xx", "http_4xx", "timeout", "connection", "bad_response")
 
@@ -25,74 +26,18 @@ class SelfMetrics:
     """Counters, gauges and histograms about the exporter itself."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.build_info = Gauge(
-            "azdo_exporter_build_info",
-            "Version of azdo-exporter and of the Python running it (always 1).",
-            ["version", "python_version"],
-            registry=registry,
-        )
+        self.build_info = m.EXPORTER_BUILD_INFO.live_gauge(registry)
         self.build_info.labels(__version__, platform.python_version()).set(1)
-        self.lookback_seconds = Gauge(
-            "azdo_exporter_lookback_seconds",
-            "Length of the history window that the *_window_* metrics cover.",
-            registry=registry,
-        )
-        self.refresh_success = Gauge(
-            "azdo_exporter_refresh_success",
-            "1 if the last refresh of the collector succeeded completely, 0 if any part failed.",
-            ["collector"],
-            registry=registry,
-        )
-        self.last_refresh_success = Gauge(
-            "azdo_exporter_last_refresh_success_timestamp_seconds",
-            "Unix time of the last refresh of the collector that succeeded completely.",
-            ["collector"],
-            registry=registry,
-        )
-        self.refresh_duration = Histogram(
-            "azdo_exporter_refresh_duration_seconds",
-            "Wall time of collector refreshes.",
-            ["collector"],
-            buckets=REFRESH_BUCKETS,
-            registry=registry,
-        )
-        self.refresh_errors = Counter(
-            "azdo_exporter_refresh_errors",
-            "Refresh failures by collector and reason.",
-            ["collector", "reason"],
-            registry=registry,
-        )
-        self.api_requests = Counter(
-            "azdo_exporter_api_requests",
-            "HTTP requests sent to Azure DevOps by fixed endpoint name and status code "
-            "(code is 'timeout' or 'connection' when no answer came).",
-            ["endpoint", "code"],
-            registry=registry,
-        )
-        self.api_request_duration = Histogram(
-            "azdo_exporter_api_request_duration_seconds",
-            "Duration of HTTP requests to Azure DevOps.",
-            ["endpoint"],
-            buckets=REQUEST_BUCKETS,
-            registry=registry,
-        )
-        self.rate_limit_remaining = Gauge(
-            "azdo_exporter_rate_limit_remaining",
-            "X-RateLimit-Remaining of the last answer: throughput units left before Azure DevOps delays requests.",
-            ["resource"],
-            registry=registry,
-        )
-        self.throttled = Counter(
-            "azdo_exporter_throttled",
-            "Answers with HTTP 429 (request blocked by Azure DevOps rate limiting).",
-            registry=registry,
-        )
-        self.rate_limit_delay = Counter(
-            "azdo_exporter_rate_limit_delay_seconds",
-            "Seconds of delay from rate limiting: X-RateLimit-Delay reported by Azure DevOps plus the "
-            "time the exporter waited as told by Retry-After.",
-            registry=registry,
-        )
+        self.lookback_seconds = m.EXPORTER_LOOKBACK_SECONDS.live_gauge(registry)
+        self.refresh_success = m.EXPORTER_REFRESH_SUCCESS.live_gauge(registry)
+        self.last_refresh_success = m.EXPORTER_LAST_REFRESH_SUCCESS_TIMESTAMP_SECONDS.live_gauge(registry)
+        self.refresh_duration = m.EXPORTER_REFRESH_DURATION_SECONDS.live_histogram(registry, REFRESH_BUCKETS)
+        self.refresh_errors = m.EXPORTER_REFRESH_ERRORS.live_counter(registry)
+        self.api_requests = m.EXPORTER_API_REQUESTS.live_counter(registry)
+        self.api_request_duration = m.EXPORTER_API_REQUEST_DURATION_SECONDS.live_histogram(registry, REQUEST_BUCKETS)
+        self.rate_limit_remaining = m.EXPORTER_RATE_LIMIT_REMAINING.live_gauge(registry)
+        self.throttled = m.EXPORTER_THROTTLED.live_counter(registry)
+        self.rate_limit_delay = m.EXPORTER_RATE_LIMIT_DELAY_SECONDS.live_counter(registry)
         self._resources: set[str] = set()
 
     def register_collector(self, collector: str) -> None:

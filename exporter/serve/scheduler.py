@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from exporter.areas.base import Area, RefreshError
 from exporter.azdo.client import ApiError
+from exporter.metrics import catalogue
 from exporter.metrics.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,13 @@ class SnapshotCollector(Collector):
             return
         for area in self._areas:
             yield from area.families()
+
+    def describe(self) -> Iterable[Metric]:
+        """The families the areas may publish, from the catalogue (prometheus_client's collector contract:
+        the registry learns the names without a collect, and rejects a name that two collectors claim)."""
+        for area in self._areas:
+            for family in catalogue.of_area(area.name):
+                yield family.described()
 
     def rendered(self, want_gzip: bool = False) -> list[RenderedSnapshot]:
         return [self._cache.get(area, want_gzip) for area in self._areas]

@@ -23,10 +23,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 
 from exporter.config.settings import Config
+from exporter.metrics import catalogue as m
 from exporter.team.digest_formats import render
 from exporter.team.digest_model import Digest, DigestState, compose, load_state, next_state, save_state
 from exporter.team.digest_schedule import latest_slot, slot_id
@@ -110,8 +111,7 @@ class DigestService:
         self.attempts = attempts
         self.backoff = backoff
         self.instance = uuid.uuid4().hex
-        self.deliveries = Counter("azdo_exporter_digest_deliveries", "Digest deliveries by result (success or "
-                                  "failure, after retries).", ["result"], registry=registry)
+        self.deliveries = m.EXPORTER_DIGEST_DELIVERIES.live_counter(registry)
         for result in ("success", "failure"):
             self.deliveries.labels(result=result)
         self._stop = threading.Event()
