@@ -166,7 +166,8 @@ def _serve(config: Config, extra_shutdown: list[Any] | None = None) -> int:
         server = ExporterHTTPServer((config.listen_host, config.listen_port), exporter.registry,
                                     exporter.scheduler.ready, lambda: dict(exporter.scheduler.status),
                                     extra_pages={"/status": lambda: status_page(exporter.registry, config)},
-                                    web_config=config.web_config)
+                                    web_config=config.web_config,
+                                    reload_gauge=exporter.metrics.web_config_last_reload_successful)
     except OSError as error:
         log.error("cannot listen on %s:%s: %s", config.listen_host, config.listen_port, error.strerror)
         exporter.close()

@@ -15,9 +15,9 @@ The file has the shape that every Prometheus exporter reads, so existing setups 
     basic_auth_users:
       prometheus: $2b$12$...           # bcrypt hash (htpasswd -nBC 12 "" | tr -d ':\\n')
 
-Like exporter-toolkit, the web configuration protects every path (also /healthz and /readyz). The
-file and the files it names are checked again at most once a second and reloaded when they change
-(a renewed certificate is used without a restart); a reload that fails keeps the last good settings.
+Like exporter-toolkit, the web configuration protects every path (also /healthz and /readyz). This
+module only parses and checks the file; applying it (TLS handshakes, basic auth checks, reloading when
+the files change) is exporter/serve/web_serving.py.
 
 Differences from exporter-toolkit, due to Python's ssl module: `RequestClientCert` requests nothing
 (a certificate that is not verified is never used anyway), `RequireAnyClientCert` is refused (Python
@@ -27,19 +27,9 @@ default groups stay in force. Inline `cert`/`key` are not supported; use `cert_f
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
 import logging
 import os
-import secrets
-import select
-import socket
 import ssl
-import threading
-import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +37,7 @@ import yaml
 
 log = logging.getLogger(__name__)
 
-__all__ = ["BasicAuth", "TlsSettings", "WebConfig", "WebConfigError", "WebServing", "load_web_config"]
+__all__ = ["TlsSettings", "WebConfig", "WebConfigError", "bcrypt_module", "load_web_config"]
 
 CLIENT_AUTH_TYPES = ("NoClientCert", "RequestClientCert", "RequireAnyClientCert", "VerifyClientCertIfGiven",
                      "RequireAndVerifyClientCert")
@@ -140,6 +130,7 @@ class WebConfig:
     tls: TlsSettings | None = None
     users: dict[str, str] = field(default_factory=dict)  # user -> bcrypt hash
     headers: tuple[tuple[str, str], ...] = ()
+    empty: bool = False  # the file holds nothing at all (blank or only comments), not even `{}`
 
     def files(self) -> list[str]:
         return [self.path, *(self.tls.files() if self.tls else [])]
@@ -318,7 +309,7 @@ def _users(r: _Reader, node: yaml.Node) -> dict[str, str]:
             r.error(value, label, "a user name must not contain ':'")
             continue
         users[user] = hashed
-    if users and _bcrypt() is None:
+    if users and bcrypt_module() is None:
         r.error(node, "basic_auth_users", BCRYPT_MISSING)
     return users
 
@@ -360,7 +351,7 @@ def load_web_config(path: str) -> WebConfig:
     except yaml.YAMLError as exc:
         raise WebConfigError([f"{path}: invalid YAML: {type(exc).__name__}"]) from None
     if root is None:
-        return WebConfig(path=path)
+        return WebConfig(path=path, empty=True)
     top = r.mapping(root, "", _TOP_KEYS)
     tls = _tls(r, top["tls_server_config"]) if "tls_server_config" in top else None
     users = _users(r, top["basic_auth_users"]) if "basic_auth_users" in top else {}
@@ -370,166 +361,9 @@ def load_web_config(path: str) -> WebConfig:
     return WebConfig(path=path, tls=tls, users=users, headers=headers)
 
 
-# ------------------------------------------------------------------------------------------- basic auth
-
-
-def _bcrypt() -> Any:
+def bcrypt_module() -> Any:
     try:
         import bcrypt
     except ImportError:
         return None
     return bcrypt
-
-
-class BasicAuth:
-    """Checks `Authorization: Basic` against bcrypt hashes, in constant time for unknown users too.
-
-    bcrypt is slow on purpose (tens of milliseconds); like exporter-toolkit, successful checks are cached
-    so that a scraper sending the same credentials every 15 s costs one bcrypt check, not one per
-    scrape. The cache key is an HMAC (with a per-process random key) of user, password and hash: the
-    password is not kept, and a changed hash never matches an old entry.
-    """
-
-    CACHE_SIZE = 100
-
-    def __init__(self, users: dict[str, str]) -> None:
-        self._bcrypt = _bcrypt()
-        if self._bcrypt is None:
-            raise RuntimeError(BCRYPT_MISSING)
-        self._users = {u.encode("utf-8"): h.encode("ascii") for u, h in users.items()}
-        self._key = secrets.token_bytes(32)
-        self._cache: OrderedDict[bytes, None] = OrderedDict()
-        self._lock = threading.Lock()
-        # Checked for unknown users, so that a wrong user name costs as much as a wrong password.
-        self._dummy = self._bcrypt.hashpw(secrets.token_bytes(16).hex().encode(), self._bcrypt.gensalt(rounds=10))
-
-    def check(self, header: str | None) -> bool:
-        if not header or not header[:6].lower() == "basic ":
-            return False
-        try:
-            decoded = base64.b64decode(header[6:].strip(), validate=True)
-        except (binascii.Error, ValueError):
-            return False
-        user, sep, password = decoded.partition(b":")
-        if not sep:
-            return False
-        hashed = None
-        for known, known_hash in self._users.items():  # compare every name: no early exit
-            if hmac.compare_digest(known, user):
-                hashed = known_hash
-        cache_key = hmac.new(self._key, b"\0".join([user, password, hashed or b""]), hashlib.sha256).digest()
-        with self._lock:
-            if hashed is not None and cache_key in self._cache:
-                self._cache.move_to_end(cache_key)
-                return True
-        try:
-            ok = bool(self._bcrypt.checkpw(password, hashed or self._dummy)) and hashed is not None
-        except ValueError:
-            ok = False
-        if ok:
-            with self._lock:
-                self._cache[cache_key] = None
-                while len(self._cache) > self.CACHE_SIZE:
-                    self._cache.popitem(last=False)
-        return ok
-
-
-# ------------------------------------------------------------------------------------------------ serving
-
-
-class _Active:
-    """One loaded generation of the settings."""
-
-    def __init__(self, config: WebConfig) -> None:
-        self.config = config
-        self.context = config.tls.context() if config.tls else None
-        self.auth = BasicAuth(config.users) if config.users else None
-
-
-class WebServing:
-    """The web configuration as the HTTP server applies it, reloaded when its files change."""
-
-    RECHECK_SECONDS = 1.0
-
-    def __init__(self, config: WebConfig) -> None:
-        self._active = _Active(config)
-        self._stamps = self._stat(config)
-        self._checked = time.monotonic()
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _stat(config: WebConfig) -> tuple[tuple[float, int] | None, ...]:
-        out: list[tuple[float, int] | None] = []
-        for path in config.files():
-            try:
-                st = os.stat(path)
-                out.append((st.st_mtime, st.st_size))
-            except OSError:
-                out.append(None)
-        return tuple(out)
-
-    def current(self) -> _Active:
-        now = time.monotonic()
-        if now - self._checked < self.RECHECK_SECONDS:
-            return self._active
-        with self._lock:
-            if now - self._checked < self.RECHECK_SECONDS:
-                return self._active
-            self._checked = now
-            active = self._active
-            stamps = self._stat(active.config)
-            if stamps != self._stamps:
-                self._stamps = stamps
-                try:
-                    self._active = _Active(load_web_config(active.config.path))
-                    log.info("web config %s reloaded", active.config.path)
-                except (WebConfigError, OSError, ssl.SSLError, RuntimeError) as exc:
-                    log.error("web config %s changed but cannot be used; keeping the previous settings: %s",
-                              active.config.path, str(exc).replace("\n", "; "))
-            return self._active
-
-    @property
-    def tls(self) -> bool:
-        return self._active.context is not None
-
-    @property
-    def headers(self) -> tuple[tuple[str, str], ...]:
-        return self._active.config.headers
-
-    def wrap(self, sock: socket.socket, timeout: float = 10.0) -> socket.socket:
-        """TLS handshake on an accepted connection, finished within `timeout` seconds in all, so a client
-        that trickles its handshake is cut off (raises OSError/ssl.SSLError/PermissionError/TimeoutError)."""
-        active = self.current()
-        if active.context is None:
-            return sock
-        tls_sock = active.context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        deadline = time.monotonic() + timeout
-        tls_sock.setblocking(False)
-        while True:
-            try:
-                tls_sock.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                wait_read = True
-            except ssl.SSLWantWriteError:
-                wait_read = False
-            remaining = deadline - time.monotonic()
-            ready = select.select([tls_sock], [], [], remaining) if wait_read and remaining > 0 else \
-                select.select([], [tls_sock], [], remaining) if remaining > 0 else ([], [], [])
-            if not ready[0] and not ready[1]:
-                tls_sock.close()
-                raise TimeoutError("TLS handshake not finished in time")
-        tls_sock.settimeout(timeout)
-        tls = active.config.tls
-        if tls is not None and tls.client_allowed_sans:
-            cert: dict[str, Any] = dict(tls_sock.getpeercert() or {})
-            names = {str(pair[1]) for pair in cert.get("subjectAltName", ())
-                     if pair[0] in ("DNS", "IP Address", "URI", "email")}
-            if not names & set(tls.client_allowed_sans):
-                tls_sock.close()
-                raise PermissionError("client certificate has none of the allowed subject alternative names")
-        return tls_sock
-
-    def authorized(self, header: str | None) -> bool:
-        auth = self.current().auth
-        return auth is None or auth.check(header)

@@ -127,7 +127,7 @@ class Family:
         return self.histogram(())
 
     # -- live metrics (the exporter's own, on its registry) ---------------------------------------
-    def live_gauge(self, registry: CollectorRegistry) -> Gauge:
+    def live_gauge(self, registry: CollectorRegistry | None) -> Gauge:
         self._expect(Kind.GAUGE, Kind.INFO)
         return Gauge(self.name, self.help, list(self.labels), registry=registry)
 
@@ -196,6 +196,10 @@ EXPORTER_RATE_LIMIT_DELAY_SECONDS = _f(
     "azdo_exporter_rate_limit_delay_seconds", C,
     "Seconds of delay from rate limiting: X-RateLimit-Delay reported by Azure DevOps plus the "
     "time the exporter waited as told by Retry-After.", [], "seconds", AREA_EXPORTER)
+EXPORTER_WEB_CONFIG_LAST_RELOAD_SUCCESSFUL = _f(
+    "azdo_exporter_web_config_last_reload_successful", G,
+    "1 if the last load of the web config (--web.config.file) succeeded, 0 if it failed and the previous "
+    "settings are still in force.", [], "", AREA_EXPORTER)
 EXPORTER_DIGEST_DELIVERIES = _f(
     "azdo_exporter_digest_deliveries", C, "Digest deliveries by result (success or failure, after retries).",
     ["result"], "", AREA_DIGEST)

@@ -38,6 +38,8 @@ class SelfMetrics:
         self.rate_limit_remaining = m.EXPORTER_RATE_LIMIT_REMAINING.live_gauge(registry)
         self.throttled = m.EXPORTER_THROTTLED.live_counter(registry)
         self.rate_limit_delay = m.EXPORTER_RATE_LIMIT_DELAY_SECONDS.live_counter(registry)
+        # Registered by the HTTP server only when a web config is in use (without one nothing is reloaded).
+        self.web_config_last_reload_successful = m.EXPORTER_WEB_CONFIG_LAST_RELOAD_SUCCESSFUL.live_gauge(None)
         self._resources: set[str] = set()
 
     def register_collector(self, collector: str) -> None:

@@ -25,8 +25,9 @@ from cryptography.x509.oid import NameOID
 from prometheus_client import CollectorRegistry, Gauge
 
 from exporter.config.settings import ConfigError, load_config
-from exporter.config.web_config import BasicAuth, WebConfigError, WebServing, load_web_config
+from exporter.config.web_config import WebConfigError, load_web_config
 from exporter.serve.http_server import ExporterHTTPServer, start_server
+from exporter.serve.web_serving import BasicAuth, WebServing
 
 ENV = {"AZDO_ORG_URL": "https://dev.azure.com/contoso", "AZDO_PAT": "x"}
 
