@@ -573,12 +573,16 @@ def _read_env(env: Mapping[str, str]) -> dict[str, _Raw]:
     return values
 
 
+# Command-line flags whose names do not follow from the setting's name (exporter-toolkit's spelling).
+_FLAG_NAMES = {"web_config_file": "--web.config.file"}
+
+
 def _read_overrides(overrides: Mapping[str, Any], errors: list[str]) -> dict[str, _Raw]:
     """Settings from command-line overrides: YAML keys (nested dicts or dotted names); None = not given."""
     values: dict[str, _Raw] = {}
 
     def add(name: str, value: Any) -> None:
-        where = f"--{name.replace('_', '-')}"
+        where = _FLAG_NAMES.get(name, f"--{name.replace('_', '-')}")
         if value is None:
             return
         if isinstance(value, Mapping) and (name in _FILTERS or name in ("intervals", "digest", "auth")):

@@ -401,7 +401,7 @@ def test_web_config_file_in_the_configuration(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(None, {**ENV, "AZDO_WEB_CONFIG_FILE": str(path)})
     assert info.value.errors[0].startswith(f"env AZDO_WEB_CONFIG_FILE: {path}:2:6: basic_auth_users.u: ")
-    with pytest.raises(ConfigError, match="--web-config-file: cannot read"):
+    with pytest.raises(ConfigError, match="--web.config.file: cannot read"):
         load_config(None, ENV, {"web_config_file": str(tmp_path / "absent.yml")})
     path.write_text(_users_yaml(u="pw"))
     config = load_config(None, ENV, {"web_config_file": str(path)})
@@ -415,4 +415,5 @@ def test_cli_exits_2_on_an_invalid_web_config(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "exporter", "--demo", "--web.config.file", str(path)],
                           capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 2
-    assert f"--web-config-file: {path}:2:14: tls_server_config.cert_file: cannot read 'nope.crt'" in proc.stderr
+    # Named as the flag is spelled (exporter-toolkit's --web.config.file), not --web-config-file.
+    assert f"--web.config.file: {path}:2:14: tls_server_config.cert_file: cannot read 'nope.crt'" in proc.stderr
