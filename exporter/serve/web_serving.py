@@ -4,7 +4,8 @@ The parsing and checking of `--web.config.file` is exporter/config/web_config.py
 loaded generation of those settings, reloads it when its files change and fails closed: a file that
 becomes empty, unreadable or invalid keeps the last good settings (TLS and authentication stay on) and
 is reported as an ERROR and through the `on_reload` callback (the self-metric
-`azdo_exporter_web_config_last_reload_successful`). Only a valid file that says so turns them off.
+EXPORTER_WEB_CONFIG_LAST_RELOAD_SUCCESSFUL of exporter/metrics/catalogue.py). Only a valid file that
+says so turns them off.
 """
 
 from __future__ import annotations

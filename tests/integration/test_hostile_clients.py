@@ -23,6 +23,7 @@ import bcrypt
 from prometheus_client import CollectorRegistry, Gauge
 
 from exporter.config.web_config import load_web_config
+from exporter.metrics import catalogue as m
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.serve import http_server
 from exporter.serve.http_server import ExporterHTTPServer, start_server
@@ -366,7 +367,7 @@ def test_gzip_only_when_accepted_head_has_the_real_length_and_no_python_in_serve
 
 
 def _reload_gauge(server: ExporterHTTPServer) -> float | None:
-    return server.registry.get_sample_value("azdo_exporter_web_config_last_reload_successful")
+    return server.registry.get_sample_value(m.EXPORTER_WEB_CONFIG_LAST_RELOAD_SUCCESSFUL.name)
 
 
 def test_a_web_config_that_becomes_empty_unreadable_or_invalid_keeps_auth_on(tmp_path: Path, caplog) -> None:
