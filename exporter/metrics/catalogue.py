@@ -340,3 +340,16 @@ assert len(BY_NAME) == len(ALL), "a metric name is declared twice"
 def of_area(area: str) -> tuple[Family, ...]:
     """The families an area publishes, in exposition order."""
     return tuple(family for family in ALL if family.area == area)
+
+
+_SERIES_SUFFIXES = ("_total", "_bucket", "_sum", "_count", "_gsum", "_gcount", "_created")
+
+
+def family_of(series: str) -> Family | None:
+    """The family a series name (`azdo_pipeline_runs_total`, `..._gsum`) belongs to, or None."""
+    if series in BY_NAME:
+        return BY_NAME[series]
+    for suffix in _SERIES_SUFFIXES:
+        if series.endswith(suffix) and series[: -len(suffix)] in BY_NAME:
+            return BY_NAME[series[: -len(suffix)]]
+    return None

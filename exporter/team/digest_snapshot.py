@@ -14,6 +14,8 @@ from urllib.parse import quote
 
 from prometheus_client.registry import Collector
 
+from exporter.metrics import catalogue as m
+
 __all__ = [
     "BranchState",
     "Dora",
@@ -67,7 +69,7 @@ class BranchState:
     last_finished: float | None = None
     url: str | None = None
     window_runs: dict[str, float] = field(default_factory=dict)
-    fixes_since_start: tuple[float, float] = (0.0, 0.0)  # count, sum of azdo_pipeline_time_to_fix_seconds
+    fixes_since_start: tuple[float, float] = (0.0, 0.0)  # count, sum of the since-start time-to-fix histogram
     window_fixes: tuple[float, float] = (0.0, 0.0)  # count, sum of the window gauge histogram
 
     @property
@@ -189,9 +191,12 @@ class TeamSnapshot:
 
 
 class _Acc:
-    """Per-family accumulation while walking the samples once."""
+    """What the readers gather while the samples are walked once."""
 
-    def __init__(self) -> None:
+    def __init__(self, production: Callable[[str], bool]) -> None:
+        self.production = production
+        self.lookback: float | None = None
+        self.has_builds = False
         self.branches: dict[tuple[str, str, str], BranchState] = {}
         self.ids: dict[tuple[str, str], str] = {}
         self.reviews: dict[tuple[str, str], list[int]] | None = None
@@ -212,13 +217,19 @@ class _Acc:
 
 def read_snapshot(registry: Collector, *, organization: str, organization_url: str, now: float,
                   is_production: Callable[[str], bool] | None = None) -> TeamSnapshot:
-    """Walk the registry's published families once and build the team's view of them."""
-    production = is_production or (lambda env: any(p.search(env) for p in DEFAULT_PRODUCTION))
-    acc = _Acc()
+    """Walk the registry's published families once and build the team's view of them.
+
+    Only the families some reader needs are walked (the catalogue names them; see _READERS)."""
+    acc = _Acc(is_production or (lambda env: any(p.search(env) for p in DEFAULT_PRODUCTION)))
     snapshot = TeamSnapshot(organization=organization, organization_url=organization_url.rstrip("/"), taken_at=now)
     for family in registry.collect():
+        if family.name not in _READ_FAMILIES:
+            continue
         for sample in family.samples:
-            _absorb(acc, snapshot, sample.name, dict(sample.labels), float(sample.value), production)
+            reader = _READERS.get(sample.name)
+            if reader is not None:
+                reader(acc, dict(sample.labels), float(sample.value))
+    snapshot.lookback, snapshot.has_builds = acc.lookback, acc.has_builds
     for state in acc.branches.values():
         if state.broken and state.broken_since is not None:
             state.broken_for = max(0.0, now - state.broken_since)
@@ -250,72 +261,131 @@ def _add_pair(target: list[float] | None, index: int, value: float) -> list[floa
     return pair
 
 
-def _absorb(acc: _Acc, snapshot: TeamSnapshot, name: str, labels: dict[str, str], value: float,
-            production: Callable[[str], bool]) -> None:
-    if name.startswith("azdo_pipeline_"):
-        _absorb_pipeline(acc, snapshot, name, labels, value)
-    elif name == "azdo_pull_requests_window_completed":
-        reviews = acc.reviews if acc.reviews is not None else {}
-        acc.reviews = reviews
-        counts = reviews.setdefault((labels.get("project", ""), labels.get("repository", "")), [0, 0])
-        counts[0 if labels.get("reviewed") == "true" else 1] += int(value)
-    elif name == "azdo_deployment_last_success_timestamp_seconds":
-        acc.last_success = acc.last_success if acc.last_success is not None else {}
-        environment = labels.get("environment", "")
-        if production(environment) and value > 0:
-            key = (labels.get("project", ""), labels.get("pipeline", ""), environment, labels.get("kind", ""))
-            acc.last_success[key] = max(value, acc.last_success.get(key, 0.0))
-    elif name == "azdo_deployments_window":
-        acc.deploy_results = acc.deploy_results if acc.deploy_results is not None else {}
-        if production(labels.get("environment", "")):
-            result = labels.get("result", "")
-            acc.deploy_results[result] = acc.deploy_results.get(result, 0) + int(value)
-    elif name.startswith("azdo_deployment_window_lead_time_seconds_g"):
-        if production(labels.get("environment", "")):
-            acc.lead = _add_pair(acc.lead, 0 if name.endswith("_gcount") else 1, value) \
-                if name.endswith(("_gcount", "_gsum")) else acc.lead
-    elif name.startswith("azdo_deployment_window_time_to_restore_seconds_g"):
-        if production(labels.get("environment", "")):
-            acc.restore = _add_pair(acc.restore, 0 if name.endswith("_gcount") else 1, value) \
-                if name.endswith(("_gcount", "_gsum")) else acc.restore
-    elif name == "azdo_exporter_refresh_success":
-        acc.ok[labels.get("collector", "")] = value >= 1
-    elif name == "azdo_exporter_last_refresh_success_timestamp_seconds":
-        acc.last_ok[labels.get("collector", "")] = value
-    elif name == "azdo_exporter_lookback_seconds":
-        snapshot.lookback = value
+
+# -- readers: one per series the team views use, keyed by the catalogue's series names ---------------
+Reader = Callable[[_Acc, dict[str, str], float], None]
 
 
-def _absorb_pipeline(acc: _Acc, snapshot: TeamSnapshot, name: str, labels: dict[str, str], value: float) -> None:
-    if name == "azdo_pipeline_info":
-        acc.ids[(labels.get("project", ""), labels.get("pipeline", ""))] = labels.get("pipeline_id", "")
-    elif name == "azdo_pipeline_broken":
-        snapshot.has_builds = True
-        acc.branch(labels).broken = value >= 1
-    elif name == "azdo_pipeline_broken_since_timestamp_seconds":
-        acc.branch(labels).broken_since = value
-    elif name == "azdo_pipeline_broken_duration_seconds":
-        state = acc.branch(labels)
-        state.broken_for = state.broken_for if state.broken_for is not None else value
-    elif name == "azdo_pipeline_consecutive_failures":
-        acc.branch(labels).consecutive_failures = int(value)
-    elif name == "azdo_pipeline_last_run_result":
-        if value >= 1:
-            acc.branch(labels).last_result = labels.get("result")
-    elif name == "azdo_pipeline_last_run_finished_timestamp_seconds":
-        acc.branch(labels).last_finished = value
-    elif name == "azdo_pipeline_window_runs":
-        acc.branch(labels).window_runs[labels.get("result", "")] = value
-    elif name == "azdo_pipeline_time_to_fix_seconds_count":
-        state = acc.branch(labels)
-        state.fixes_since_start = (value, state.fixes_since_start[1])
-    elif name == "azdo_pipeline_time_to_fix_seconds_sum":
-        state = acc.branch(labels)
-        state.fixes_since_start = (state.fixes_since_start[0], value)
-    elif name == "azdo_pipeline_window_time_to_fix_seconds_gcount":
-        state = acc.branch(labels)
-        state.window_fixes = (value, state.window_fixes[1])
-    elif name == "azdo_pipeline_window_time_to_fix_seconds_gsum":
-        state = acc.branch(labels)
-        state.window_fixes = (state.window_fixes[0], value)
+def _pipeline_id(acc: _Acc, labels: dict[str, str], value: float) -> None:
+    acc.ids[(labels.get("project", ""), labels.get("pipeline", ""))] = labels.get("pipeline_id", "")
 
+
+def _broken(acc: _Acc, labels: dict[str, str], value: float) -> None:
+    acc.has_builds = True
+    acc.branch(labels).broken = value >= 1
+
+
+def _broken_since(acc: _Acc, labels: dict[str, str], value: float) -> None:
+    acc.branch(labels).broken_since = value
+
+
+def _broken_for(acc: _Acc, labels: dict[str, str], value: float) -> None:
+    state = acc.branch(labels)
+    state.broken_for = state.broken_for if state.broken_for is not None else value
+
+
+def _consecutive_failures(acc: _Acc, labels: dict[str, str], value: float) -> None:
+    acc.branch(labels).consecutive_failures = int(value)
+
+
+def _last_result(acc: _Acc, labels: dict[str, str], value: float) -> None:
+    if value >= 1:
+        acc.branch(labels).last_result = labels.get("result")
+
+
+def _last_finished(acc: _Acc, labels: dict[str, str], value: float) -> None:
+    acc.branch(labels).last_finished = value
+
+
+def _window_runs(acc: _Acc, labels: dict[str, str], value: float) -> None:
+    acc.branch(labels).window_runs[labels.get("result", "")] = value
+
+
+def _fixes_count(acc: _Acc, labels: dict[str, str], value: float) -> None:
+    state = acc.branch(labels)
+    state.fixes_since_start = (value, state.fixes_since_start[1])
+
+
+def _fixes_sum(acc: _Acc, labels: dict[str, str], value: float) -> None:
+    state = acc.branch(labels)
+    state.fixes_since_start = (state.fixes_since_start[0], value)
+
+
+def _window_fixes_count(acc: _Acc, labels: dict[str, str], value: float) -> None:
+    state = acc.branch(labels)
+    state.window_fixes = (value, state.window_fixes[1])
+
+
+def _window_fixes_sum(acc: _Acc, labels: dict[str, str], value: float) -> None:
+    state = acc.branch(labels)
+    state.window_fixes = (state.window_fixes[0], value)
+
+
+def _reviews(acc: _Acc, labels: dict[str, str], value: float) -> None:
+    reviews = acc.reviews if acc.reviews is not None else {}
+    acc.reviews = reviews
+    counts = reviews.setdefault((labels.get("project", ""), labels.get("repository", "")), [0, 0])
+    counts[0 if labels.get("reviewed") == "true" else 1] += int(value)
+
+
+def _last_deployment(acc: _Acc, labels: dict[str, str], value: float) -> None:
+    acc.last_success = acc.last_success if acc.last_success is not None else {}
+    environment = labels.get("environment", "")
+    if acc.production(environment) and value > 0:
+        key = (labels.get("project", ""), labels.get("pipeline", ""), environment, labels.get("kind", ""))
+        acc.last_success[key] = max(value, acc.last_success.get(key, 0.0))
+
+
+def _deployments(acc: _Acc, labels: dict[str, str], value: float) -> None:
+    acc.deploy_results = acc.deploy_results if acc.deploy_results is not None else {}
+    if acc.production(labels.get("environment", "")):
+        result = labels.get("result", "")
+        acc.deploy_results[result] = acc.deploy_results.get(result, 0) + int(value)
+
+
+def _production_pair(attribute: str, index: int) -> Reader:
+    """Adds a production series' value to acc.<attribute>[index] (a [count, sum] pair)."""
+    def read(acc: _Acc, labels: dict[str, str], value: float) -> None:
+        if acc.production(labels.get("environment", "")):
+            setattr(acc, attribute, _add_pair(getattr(acc, attribute), index, value))
+    return read
+
+
+def _refresh_ok(acc: _Acc, labels: dict[str, str], value: float) -> None:
+    acc.ok[labels.get("collector", "")] = value >= 1
+
+
+def _last_refresh_ok(acc: _Acc, labels: dict[str, str], value: float) -> None:
+    acc.last_ok[labels.get("collector", "")] = value
+
+
+def _lookback(acc: _Acc, labels: dict[str, str], value: float) -> None:
+    acc.lookback = value
+
+
+_READERS: dict[str, Reader] = {
+    m.PIPELINE_INFO.name: _pipeline_id,
+    m.PIPELINE_BROKEN.name: _broken,
+    m.PIPELINE_BROKEN_SINCE_TIMESTAMP_SECONDS.name: _broken_since,
+    m.PIPELINE_BROKEN_DURATION_SECONDS.name: _broken_for,
+    m.PIPELINE_CONSECUTIVE_FAILURES.name: _consecutive_failures,
+    m.PIPELINE_LAST_RUN_RESULT.name: _last_result,
+    m.PIPELINE_LAST_RUN_FINISHED_TIMESTAMP_SECONDS.name: _last_finished,
+    m.PIPELINE_WINDOW_RUNS.name: _window_runs,
+    m.PIPELINE_TIME_TO_FIX_SECONDS.count: _fixes_count,
+    m.PIPELINE_TIME_TO_FIX_SECONDS.sum: _fixes_sum,
+    m.PIPELINE_WINDOW_TIME_TO_FIX_SECONDS.gcount: _window_fixes_count,
+    m.PIPELINE_WINDOW_TIME_TO_FIX_SECONDS.gsum: _window_fixes_sum,
+    m.PULL_REQUESTS_WINDOW_COMPLETED.name: _reviews,
+    m.DEPLOYMENT_LAST_SUCCESS_TIMESTAMP_SECONDS.name: _last_deployment,
+    m.DEPLOYMENTS_WINDOW.name: _deployments,
+    m.DEPLOYMENT_WINDOW_LEAD_TIME_SECONDS.gcount: _production_pair("lead", 0),
+    m.DEPLOYMENT_WINDOW_LEAD_TIME_SECONDS.gsum: _production_pair("lead", 1),
+    m.DEPLOYMENT_WINDOW_TIME_TO_RESTORE_SECONDS.gcount: _production_pair("restore", 0),
+    m.DEPLOYMENT_WINDOW_TIME_TO_RESTORE_SECONDS.gsum: _production_pair("restore", 1),
+    m.EXPORTER_REFRESH_SUCCESS.name: _refresh_ok,
+    m.EXPORTER_LAST_REFRESH_SUCCESS_TIMESTAMP_SECONDS.name: _last_refresh_ok,
+    m.EXPORTER_LOOKBACK_SECONDS.name: _lookback,
+}
+# The families those series belong to: the samples of every other family are never looked at.
+_READ_FAMILIES = frozenset(family.name for family in map(m.family_of, _READERS) if family is not None)

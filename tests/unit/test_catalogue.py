@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import pytest
 from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.metrics import catalogue as m
 from exporter.serve.scheduler import SnapshotCollector
+from exporter.team import digest_snapshot
 from tests.golden import GOLDEN
 
 # Declared but absent from the golden exposition: the demo configuration schedules no digest and has no
@@ -96,3 +98,24 @@ def test_snapshot_collector_describes_its_areas_families_from_the_catalogue() ->
     # The registry learnt the names from describe(): a second collector claiming them is refused.
     with pytest.raises(ValueError, match="Duplicated timeseries"):
         registry.register(SnapshotCollector([_FakeArea(m.AREA_AUDIT)]))
+
+
+def test_team_views_read_only_catalogue_series_of_the_families_they_need() -> None:
+    assert all(m.family_of(series) is not None for series in digest_snapshot._READERS)
+
+    class Untouchable(list):  # type: ignore[type-arg]
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            raise AssertionError("the samples of a family no view reads were walked")
+
+    unread = m.PIPELINE_RUNS_QUEUED.gauge()
+    unread.samples = Untouchable()
+    broken = m.PIPELINE_BROKEN.gauge()
+    broken.add_metric(["P", "ci", "main"], 1)
+
+    class Source:
+        def collect(self) -> list[Metric]:
+            return [unread, broken]
+
+    snapshot = digest_snapshot.read_snapshot(Source(), organization="o", organization_url="https://x", now=0.0)
+    assert [(b.key, b.broken) for b in snapshot.branches] == [(("P", "ci", "main"), True)]
+    assert snapshot.has_builds
