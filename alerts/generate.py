@@ -21,35 +21,26 @@ from pathlib import Path
 
 import yaml
 
+from exporter.metrics import catalogue as m
+from exporter.metrics import monitoring
+
 # ---------------------------------------------------------------------------------------------------
 # The one place for thresholds and selectors.
 # ---------------------------------------------------------------------------------------------------
 CONFIG: dict = {
     "selectors": {
         # Prometheus job(s) scraping the exporter: used by `up` and the exporter's self-metrics.
-        "exporter": 'job=~"azdo-exporter.*"',
+        "exporter": monitoring.JOB_SELECTOR,
         # Branches whose long breakage pages. Each pipeline's own default branch (from
         # azdo_pipeline_info{default_branch}) is added when include_pipeline_default_branch is true.
         "default_branch": 'branch=~"main|master"',
-        # Environments that count as production for DORA. The exporter exports every environment.
-        "production": 'environment=~"(?i).*prod.*"',
+        # Environments that count as production for DORA (the exporter's default rule, in PromQL). The
+        # exporter exports every environment.
+        "production": monitoring.PRODUCTION_SELECTOR,
         # Branches that must have a minimum-reviewers policy ('' = every branch the exporter reports).
         "policy_branch": "",
     },
     "include_pipeline_default_branch": True,
-    # Names of the exporter's collectors (label `collector` of azdo_exporter_refresh_success). Data
-    # alerts carry the collector that feeds them, so that a failing collector inhibits only its alerts.
-    "collectors": {
-        "builds": "builds",
-        "tests": "tests",
-        "pull_requests": "pull_requests",
-        "policies": "policies",
-        "deployments": "deployments",
-        "agent_pools": "agent_pools",
-        "audit": "audit",
-    },
-    # prometheus_client exposes a gauge histogram's sum and count as `_gsum` / `_gcount`.
-    "gauge_histogram_suffixes": {"sum": "_gsum", "count": "_gcount"},
     "runbook_base_url": "https://github.com/azdo-exporter/azdo-exporter/blob/main/docs/alerts.md",
     # Prefix of dashboard links, e.g. "https://grafana.example.com"; '' gives paths such as /d/...
     "grafana_url": "",
@@ -107,11 +98,6 @@ def expr(text: str) -> str:
     return textwrap.dedent(text).strip() + "\n"
 
 
-def histogram_names(metric: str) -> tuple[str, str]:
-    suffixes = CONFIG["gauge_histogram_suffixes"]
-    return metric + suffixes["sum"], metric + suffixes["count"]
-
-
 # ---------------------------------------------------------------------------------------------------
 # Recording rules. Level `azdo` keeps every label of the source except the one summed away (so
 # job/instance and the exporter's own labels stay); `azdo_project` is per project; `azdo_org` has no
@@ -133,14 +119,15 @@ def ratio(numerator: str, denominator: str, aggregation: str) -> str:
 
 def recording_groups() -> list[dict]:
     prod = CONFIG["selectors"]["production"]
-    runs = "azdo_pipeline_window_runs"
-    ttf_sum, ttf_count = histogram_names("azdo_pipeline_window_time_to_fix_seconds")
-    tests = "azdo_pipeline_last_run_tests"
-    prs = "azdo_pull_requests_window_completed"
-    deps = "azdo_deployments_window"
-    lead = "azdo_deployment_window_lead_time_seconds_bucket"
-    ttr_sum, ttr_count = histogram_names("azdo_deployment_window_time_to_restore_seconds")
-    per_day = "on (job, instance) group_left () (azdo_exporter_lookback_seconds / 86400)"
+    runs = m.PIPELINE_WINDOW_RUNS.name
+    ttf_sum, ttf_count = m.PIPELINE_WINDOW_TIME_TO_FIX_SECONDS.gsum, m.PIPELINE_WINDOW_TIME_TO_FIX_SECONDS.gcount
+    tests = m.PIPELINE_LAST_RUN_TESTS.name
+    prs = m.PULL_REQUESTS_WINDOW_COMPLETED.name
+    deps = m.DEPLOYMENTS_WINDOW.name
+    lead = m.DEPLOYMENT_WINDOW_LEAD_TIME_SECONDS.bucket
+    restore = m.DEPLOYMENT_WINDOW_TIME_TO_RESTORE_SECONDS
+    ttr_sum, ttr_count = restore.gsum, restore.gcount
+    per_day = f"on (job, instance) group_left () ({m.EXPORTER_LOOKBACK_SECONDS} / 86400)"
 
     pipelines = [
         {"record": "azdo:pipeline_success:ratio_window",
@@ -217,19 +204,10 @@ def recording_groups() -> list[dict]:
 # ---------------------------------------------------------------------------------------------------
 # Alerting rules.
 # ---------------------------------------------------------------------------------------------------
-# uid and slug of the dashboards in grafana/ (Grafana finds a dashboard by uid; the slug is cosmetic).
-DASHBOARDS = {
-    "health": "/d/azdo-pipeline-health/pipeline-health",
-    "detail": "/d/azdo-pipeline-detail/pipeline-detail",
-    "review": "/d/azdo-code-review/code-review-and-compliance",
-    "delivery": "/d/azdo-delivery/delivery-and-dora",
-    "exporter": "/d/azdo-exporter/exporter",
-}
-
-
-def dashboard(name: str, *variables: str) -> str:
+def dashboard(board: monitoring.Dashboard, *variables: str) -> str:
+    """The link to a dashboard of grafana/ (exporter/metrics/monitoring.py), with the alert's labels as variables."""
     query = "&".join(f"var-{v}={{{{ $labels.{v} | urlquery }}}}" for v in variables)
-    return CONFIG["grafana_url"] + DASHBOARDS[name] + ("?" + query if query else "")
+    return CONFIG["grafana_url"] + board.path + ("?" + query if query else "")
 
 
 def new_events(metric: str, window: str) -> str:
@@ -247,12 +225,11 @@ def alert_definitions() -> list[dict]:
     """Each alert: name, expr, for, collector (or None), meaning (docs), summary, description, dashboard."""
     a = CONFIG["alerts"]
     s = CONFIG["selectors"]
-    c = CONFIG["collectors"]
     exporter = s["exporter"]
     prod = s["production"]
 
     broken = a["AzdoDefaultBranchBrokenTooLong"]
-    duration = "azdo_pipeline_broken_duration_seconds"
+    duration = m.PIPELINE_BROKEN_DURATION_SECONDS.name
     if CONFIG["include_pipeline_default_branch"]:
         default_branch_expr = f"""
             (
@@ -261,7 +238,7 @@ def alert_definitions() -> list[dict]:
               (
                 {duration}
                 and on (project, pipeline, branch)
-                label_replace(azdo_pipeline_info, "branch", "$1", "default_branch", "(?:refs/heads/)?(.+)")
+                label_replace({m.PIPELINE_INFO}, "branch", "$1", "default_branch", "(?:refs/heads/)?(.+)")
               )
             )
             > {seconds(broken['threshold'])}
@@ -274,13 +251,13 @@ def alert_definitions() -> list[dict]:
     nodeploy = a["AzdoNoProductionDeployment"]
     bypass_window = a["AzdoBranchPolicyBypassed"]["window"]
     stale = a["AzdoExporterStale"]
-    bypassed_audit = 'azdo_audit_events_total{action="Git.RefUpdatePoliciesBypassed"}'
-    last_success = vec("azdo_exporter_last_refresh_success_timestamp_seconds", exporter)
-    auth_errors = vec("azdo_exporter_refresh_errors_total", exporter, 'reason="auth"')
+    bypassed_audit = f'{m.AUDIT_EVENTS.total}{{action="Git.RefUpdatePoliciesBypassed"}}'
+    last_success = vec(m.EXPORTER_LAST_REFRESH_SUCCESS_TIMESTAMP_SECONDS.name, exporter)
+    auth_errors = vec(m.EXPORTER_REFRESH_ERRORS.total, exporter, 'reason="auth"')
 
     return [
         {
-            "name": "AzdoDefaultBranchBrokenTooLong", "collector": c["builds"],
+            "name": "AzdoDefaultBranchBrokenTooLong", "collector": m.AREA_BUILDS,
             "expr": expr(default_branch_expr),
             "meaning": f"A default branch (main, master, the pipeline's default) has been broken for more "
                        f"than {broken['threshold']}.",
@@ -289,33 +266,33 @@ def alert_definitions() -> list[dict]:
             "description": "Pipeline {{ $labels.pipeline }} in project {{ $labels.project }} has been broken "
                            "on its default branch {{ $labels.branch }} for {{ $value | humanizeDuration }} "
                            f"(threshold {broken['threshold']}). Fix the build or revert the breaking change.",
-            "dashboard": dashboard("detail", "project", "pipeline", "branch"),
+            "dashboard": dashboard(monitoring.PIPELINE_DETAIL, "project", "pipeline", "branch"),
         },
         {
-            "name": "AzdoBuildBroken", "collector": c["builds"],
+            "name": "AzdoBuildBroken", "collector": m.AREA_BUILDS,
             "expr": expr(f"{duration} > {seconds(a['AzdoBuildBroken']['threshold'])}"),
             "meaning": f"A tracked branch has been broken for more than {a['AzdoBuildBroken']['threshold']}.",
             "summary": "{{ $labels.pipeline }} is broken on {{ $labels.branch }}",
             "description": "Pipeline {{ $labels.pipeline }} in project {{ $labels.project }} has been broken "
                            "on branch {{ $labels.branch }} for {{ $value | humanizeDuration }}.",
-            "dashboard": dashboard("detail", "project", "pipeline", "branch"),
+            "dashboard": dashboard(monitoring.PIPELINE_DETAIL, "project", "pipeline", "branch"),
         },
         {
-            "name": "AzdoPipelineWithoutTests", "collector": c["tests"],
-            "expr": expr("azdo_pipeline_has_tests == 0"),
+            "name": "AzdoPipelineWithoutTests", "collector": m.AREA_BUILDS,
+            "expr": expr(f"{m.PIPELINE_HAS_TESTS} == 0"),
             "meaning": "The latest run of a pipeline published no test results.",
             "summary": "{{ $labels.pipeline }} runs no automated tests on {{ $labels.branch }}",
             "description": "The latest runs of pipeline {{ $labels.pipeline }} in project {{ $labels.project }} "
                            "on branch {{ $labels.branch }} have published no test results for "
                            f"{a['AzdoPipelineWithoutTests']['for']}.",
-            "dashboard": dashboard("detail", "project", "pipeline", "branch"),
+            "dashboard": dashboard(monitoring.PIPELINE_DETAIL, "project", "pipeline", "branch"),
         },
         {
-            "name": "AzdoReviewCoverageLow", "collector": c["pull_requests"],
+            "name": "AzdoReviewCoverageLow", "collector": m.AREA_PULL_REQUESTS,
             "expr": expr(f"""
                 azdo:pull_requests_review_coverage:ratio_window < {review['threshold']}
                 and
-                sum without (reviewed) (azdo_pull_requests_window_completed) >= {review['min_completed']}
+                sum without (reviewed) ({m.PULL_REQUESTS_WINDOW_COMPLETED}) >= {review['min_completed']}
             """),
             "meaning": f"Less than {review['threshold']:.0%} of the pull requests completed in the window "
                        f"were reviewed (with at least {review['min_completed']} completed).",
@@ -325,25 +302,25 @@ def alert_definitions() -> list[dict]:
                            "{{ $labels.target_branch }} of repository {{ $labels.repository }} (project "
                            "{{ $labels.project }}) during the lookback window were approved by a reviewer "
                            f"other than their author (threshold {review['threshold']:.0%}).",
-            "dashboard": dashboard("review", "project", "repository"),
+            "dashboard": dashboard(monitoring.CODE_REVIEW, "project", "repository"),
         },
         {
-            "name": "AzdoBranchWithoutReviewerPolicy", "collector": c["policies"],
-            "expr": expr(f"{vec('azdo_branch_policy_min_reviewers', s['policy_branch'])} == 0"),
+            "name": "AzdoBranchWithoutReviewerPolicy", "collector": m.AREA_POLICIES,
+            "expr": expr(f"{vec(m.BRANCH_POLICY_MIN_REVIEWERS.name, s['policy_branch'])} == 0"),
             "meaning": "A branch has no enabled, blocking minimum-reviewers policy.",
             "summary": "{{ $labels.repository }}/{{ $labels.branch }} has no minimum-reviewers policy",
             "description": "Branch {{ $labels.branch }} of repository {{ $labels.repository }} in project "
                            "{{ $labels.project }} has no enabled, blocking policy that requires a reviewer: "
                            "changes can reach it without peer review.",
-            "dashboard": dashboard("review", "project", "repository"),
+            "dashboard": dashboard(monitoring.CODE_REVIEW, "project", "repository"),
         },
         {
             "name": "AzdoBranchPolicyBypassed", "collector": None,
             "expr": "\n".join([
-                add_label(new_events("azdo_pull_requests_bypassed_total", bypass_window),
-                          "collector", c["pull_requests"]),
+                add_label(new_events(m.PULL_REQUESTS_BYPASSED.total, bypass_window),
+                          "collector", m.AREA_PULL_REQUESTS),
                 "or",
-                add_label(new_events(bypassed_audit, bypass_window), "collector", c["audit"]),
+                add_label(new_events(bypassed_audit, bypass_window), "collector", m.AREA_AUDIT),
             ]) + "\n",
             "meaning": "Branch policies were bypassed (a pull request completed with bypass, or the audit "
                        "log recorded a policy bypass).",
@@ -354,14 +331,14 @@ def alert_definitions() -> list[dict]:
                            "{{ $labels.project }}) were completed bypassing branch policies"
                            "{{ else }}The audit log recorded {{ $value | printf \"%.0f\" }} "
                            "{{ $labels.action }} event(s){{ end }} in the last " + bypass_window + ".",
-            "dashboard": dashboard("review", "project", "repository"),
+            "dashboard": dashboard(monitoring.CODE_REVIEW, "project", "repository"),
         },
         {
-            "name": "AzdoChangeFailureRateHigh", "collector": c["deployments"],
+            "name": "AzdoChangeFailureRateHigh", "collector": m.AREA_DEPLOYMENTS,
             "expr": expr(f"""
                 azdo:change_failure:ratio_window{{{prod}}} > {cfr['threshold']}
                 and
-                sum without (result, kind) ({vec("azdo_deployments_window", 'result=~"failed|succeeded"', prod)})
+                sum without (result, kind) ({vec(m.DEPLOYMENTS_WINDOW.name, 'result=~"failed|succeeded"', prod)})
                   >= {cfr['min_deployments']}
             """),
             "meaning": f"More than {cfr['threshold']:.0%} of the production deployments in the window failed "
@@ -371,11 +348,11 @@ def alert_definitions() -> list[dict]:
             "description": "{{ $value | humanizePercentage }} of the deployments of {{ $labels.pipeline }} "
                            "(project {{ $labels.project }}) to {{ $labels.environment }} during the lookback "
                            f"window failed (threshold {cfr['threshold']:.0%}).",
-            "dashboard": dashboard("delivery", "project", "pipeline", "environment"),
+            "dashboard": dashboard(monitoring.DELIVERY, "project", "pipeline", "environment"),
         },
         {
-            "name": "AzdoNoProductionDeployment", "collector": c["deployments"],
-            "expr": expr(f"time() - azdo_deployment_last_success_timestamp_seconds{{{prod}}} > "
+            "name": "AzdoNoProductionDeployment", "collector": m.AREA_DEPLOYMENTS,
+            "expr": expr(f"time() - {m.DEPLOYMENT_LAST_SUCCESS_TIMESTAMP_SECONDS}{{{prod}}} > "
                          f"{seconds(nodeploy['threshold'])}"),
             "meaning": f"No successful deployment to a production environment for {nodeploy['threshold']}.",
             "summary": "No successful deployment of {{ $labels.pipeline }} to {{ $labels.environment }} "
@@ -383,17 +360,17 @@ def alert_definitions() -> list[dict]:
             "description": "The last successful deployment of {{ $labels.pipeline }} (project "
                            "{{ $labels.project }}) to {{ $labels.environment }} was "
                            "{{ $value | humanizeDuration }} ago (threshold " + nodeploy["threshold"] + ").",
-            "dashboard": dashboard("delivery", "project", "pipeline", "environment"),
+            "dashboard": dashboard(monitoring.DELIVERY, "project", "pipeline", "environment"),
         },
         {
-            "name": "AzdoAgentPoolBacklog", "collector": c["agent_pools"],
-            "expr": expr(f'azdo_agent_pool_jobs{{state="queued"}} > {a["AzdoAgentPoolBacklog"]["threshold"]}'),
+            "name": "AzdoAgentPoolBacklog", "collector": m.AREA_AGENT_POOLS,
+            "expr": expr(f'{m.AGENT_POOL_JOBS}{{state="queued"}} > {a["AzdoAgentPoolBacklog"]["threshold"]}'),
             "meaning": f"More than {a['AzdoAgentPoolBacklog']['threshold']} jobs wait for an agent.",
             "summary": "{{ $value }} jobs are waiting for an agent in pool {{ $labels.pool }}",
             "description": "Agent pool {{ $labels.pool }} has had more than "
                            f"{a['AzdoAgentPoolBacklog']['threshold']} queued job requests for "
                            f"{a['AzdoAgentPoolBacklog']['for']} (now {{{{ $value }}}}).",
-            "dashboard": dashboard("health"),
+            "dashboard": dashboard(monitoring.PIPELINE_HEALTH),
         },
         {
             "name": "AzdoExporterDown", "collector": None,
@@ -402,28 +379,28 @@ def alert_definitions() -> list[dict]:
             "summary": "azdo-exporter {{ $labels.instance }} is down",
             "description": "Prometheus job {{ $labels.job }} has failed to scrape azdo-exporter at "
                            "{{ $labels.instance }} for " + a["AzdoExporterDown"]["for"] + ".",
-            "dashboard": dashboard("exporter", "instance"),
+            "dashboard": dashboard(monitoring.EXPORTER, "instance"),
         },
         {
             "name": "AzdoExporterRefreshFailing", "collector": None,
-            "expr": expr(f"azdo_exporter_refresh_success{{{exporter}}} == 0"),
+            "expr": expr(f"{m.EXPORTER_REFRESH_SUCCESS}{{{exporter}}} == 0"),
             "meaning": "A collector's refreshes from Azure DevOps keep failing; its numbers are getting old.",
             "summary": "azdo-exporter collector {{ $labels.collector }} fails to refresh",
             "description": "The {{ $labels.collector }} collector of azdo-exporter {{ $labels.instance }} has "
                            f"failed every refresh for {a['AzdoExporterRefreshFailing']['for']}; it serves its "
                            "last good numbers.",
-            "dashboard": dashboard("exporter", "instance"),
+            "dashboard": dashboard(monitoring.EXPORTER, "instance"),
         },
         {
             "name": "AzdoExporterThrottled", "collector": None,
-            "expr": expr(f"rate(azdo_exporter_throttled_total{{{exporter}}}"
+            "expr": expr(f"rate({m.EXPORTER_THROTTLED.total}{{{exporter}}}"
                          f"[{a['AzdoExporterThrottled']['rate_window']}]) * 60 > 0"),
             "meaning": "Azure DevOps has been rate-limiting the exporter continuously.",
             "summary": "Azure DevOps throttles azdo-exporter {{ $labels.instance }}",
             "description": "Azure DevOps has answered azdo-exporter {{ $labels.instance }} with throttling "
                            "(429 / Retry-After) for " + a["AzdoExporterThrottled"]["for"] +
                            " ({{ $value | printf \"%.1f\" }} throttled requests per minute).",
-            "dashboard": dashboard("exporter", "instance"),
+            "dashboard": dashboard(monitoring.EXPORTER, "instance"),
         },
         {
             "name": "AzdoExporterAuthFailing", "collector": None,
@@ -434,7 +411,7 @@ def alert_definitions() -> list[dict]:
                            "authentication errors from Azure DevOps in the last "
                            f"{a['AzdoExporterAuthFailing']['window']}: the token is missing, expired, revoked "
                            "or lacks a scope.",
-            "dashboard": dashboard("exporter", "instance"),
+            "dashboard": dashboard(monitoring.EXPORTER, "instance"),
         },
         {
             "name": "AzdoExporterStale", "collector": None,
@@ -450,7 +427,7 @@ def alert_definitions() -> list[dict]:
             "description": "The last successful refresh of the {{ $labels.collector }} collector of "
                            "azdo-exporter {{ $labels.instance }} was {{ $value | humanizeDuration }} ago "
                            f"(threshold {stale['factor']} x {stale['max_interval']}).",
-            "dashboard": dashboard("exporter", "instance"),
+            "dashboard": dashboard(monitoring.EXPORTER, "instance"),
         },
     ]
 

@@ -24,6 +24,9 @@ from grafana_foundation_sdk.models import common as common_models
 from grafana_foundation_sdk.models import dashboard as models
 from grafana_foundation_sdk.models import prometheus as prometheus_models
 
+from exporter.metrics import catalogue as m
+from exporter.metrics import monitoring
+
 OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 TAGS = ["azdo-exporter", "azure-devops"]
 DATASOURCE = models.DataSourceRef(type_val="prometheus", uid="${datasource}")
@@ -37,10 +40,10 @@ ENV_SEL = 'project=~"$project", pipeline=~"$pipeline", environment=~"$environmen
 EXPORTER_SEL = 'instance=~"$instance"'
 
 # Adds pipeline_id (for links back to Azure DevOps) to any series with project and pipeline labels.
-WITH_PIPELINE_ID = "* on (project, pipeline) group_left (pipeline_id) azdo_pipeline_info"
+WITH_PIPELINE_ID = f"* on (project, pipeline) group_left (pipeline_id) {m.PIPELINE_INFO}"
 AZDO_BUILD_LINK = "${organization_url}/${__data.fields.project}/_build?definitionId=${__data.fields.pipeline_id}"
 DETAIL_LINK = (
-    "/d/azdo-pipeline-detail/pipeline-detail?var-project=${__data.fields.project}"
+    f"{monitoring.PIPELINE_DETAIL.path}?var-project=${{__data.fields.project}}"
     "&var-pipeline=${__data.fields.pipeline}&var-branch=${__data.fields.branch}&${datasource:queryparam}"
 )
 
@@ -269,10 +272,10 @@ PIPELINE_COLUMN_LINKS = column("Pipeline", links=[
 # ---------------------------------------------------------------------------------------------------
 # Dashboards
 # ---------------------------------------------------------------------------------------------------
-def base_dashboard(uid: str, title: str, description: str) -> dash.Dashboard:
+def base_dashboard(board: monitoring.Dashboard, description: str) -> dash.Dashboard:
     return (
-        dash.Dashboard(title)
-        .uid(uid)
+        dash.Dashboard(board.title)
+        .uid(board.uid)
         .description(description)
         .tags(TAGS)
         .editable()
@@ -288,53 +291,53 @@ def base_dashboard(uid: str, title: str, description: str) -> dash.Dashboard:
 
 def pipeline_health() -> dash.Dashboard:
     sel = BRANCH_SEL
-    broken_join = f"azdo_pipeline_broken_duration_seconds{{{sel}}} {WITH_PIPELINE_ID}"
+    broken_join = f"{m.PIPELINE_BROKEN_DURATION_SECONDS}{{{sel}}} {WITH_PIPELINE_ID}"
     return (
-        base_dashboard("azdo-pipeline-health", "Pipeline health",
+        base_dashboard(monitoring.PIPELINE_HEALTH,
                        "What is broken now and for how long, success ratio, time to fix, queue time and tests "
                        "of every tracked pipeline and branch. The landing page of azdo-exporter.")
         .with_variable(organization_url_variable())
-        .with_variable(query_variable("project", "Project", "azdo_pipeline_info"))
-        .with_variable(query_variable("pipeline", "Pipeline", 'azdo_pipeline_info{project=~"$project"}'))
-        .with_variable(query_variable("branch", "Branch", f"azdo_pipeline_broken{{{PIPELINE_SEL}}}"))
+        .with_variable(query_variable("project", "Project", m.PIPELINE_INFO.name))
+        .with_variable(query_variable("pipeline", "Pipeline", f'{m.PIPELINE_INFO}{{project=~"$project"}}'))
+        .with_variable(query_variable("branch", "Branch", f"{m.PIPELINE_BROKEN}{{{PIPELINE_SEL}}}"))
         .with_row(row("Now"))
         .with_panel(stat_panel(
-            "Broken branches", f"count(azdo_pipeline_broken{{{sel}}} == 1) or vector(0)", "short",
+            "Broken branches", f"count({m.PIPELINE_BROKEN}{{{sel}}} == 1) or vector(0)", "short",
             "Tracked pipeline branches whose latest breaking-or-fixing run broke them.",
             steps=[(None, GREEN), (1, RED)]))
         .with_panel(stat_panel(
-            "Longest broken", f"max(azdo_pipeline_broken_duration_seconds{{{sel}}}) or vector(0)", "s",
+            "Longest broken", f"max({m.PIPELINE_BROKEN_DURATION_SECONDS}{{{sel}}}) or vector(0)", "s",
             "How long the longest-broken branch has been broken (0 when nothing is broken).",
             steps=[(None, GREEN), (900, YELLOW), (14400, RED)]))
         .with_panel(stat_panel(
             "Success ratio (window)",
-            f'sum(azdo_pipeline_window_runs{{{sel}, result="succeeded"}}) '
-            f'/ sum(azdo_pipeline_window_runs{{{sel}, result!="canceled"}})',
+            f'sum({m.PIPELINE_WINDOW_RUNS}{{{sel}, result="succeeded"}}) '
+            f'/ sum({m.PIPELINE_WINDOW_RUNS}{{{sel}, result!="canceled"}})',
             "percentunit", "Succeeded runs over completed runs that were not canceled, over the lookback window.",
             steps=RATIO_STEPS))
         .with_panel(stat_panel(
             "Mean time to fix (window)",
-            f"sum(azdo_pipeline_window_time_to_fix_seconds_gsum{{{sel}}}) "
-            f"/ sum(azdo_pipeline_window_time_to_fix_seconds_gcount{{{sel}}})",
+            f"sum({m.PIPELINE_WINDOW_TIME_TO_FIX_SECONDS.gsum}{{{sel}}}) "
+            f"/ sum({m.PIPELINE_WINDOW_TIME_TO_FIX_SECONDS.gcount}{{{sel}}})",
             "s", "Mean length of the broken periods that ended in the lookback window.",
             steps=[(None, GREEN), (3600, YELLOW), (14400, RED)]))
         .with_panel(stat_panel(
             "Test pass ratio (latest runs)",
-            f'sum(azdo_pipeline_last_run_tests{{{sel}, outcome="passed"}}) '
-            f"/ sum(azdo_pipeline_last_run_tests{{{sel}}})",
+            f'sum({m.PIPELINE_LAST_RUN_TESTS}{{{sel}, outcome="passed"}}) '
+            f"/ sum({m.PIPELINE_LAST_RUN_TESTS}{{{sel}}})",
             "percentunit", "Passed tests over all tests of the latest completed run of each branch.",
             steps=RATIO_STEPS))
         .with_panel(stat_panel(
-            "Branches without tests", f"count(azdo_pipeline_has_tests{{{sel}}} == 0) or vector(0)", "short",
+            "Branches without tests", f"count({m.PIPELINE_HAS_TESTS}{{{sel}}} == 0) or vector(0)", "short",
             "Branches whose latest completed run published no test results.",
             steps=[(None, GREEN), (1, YELLOW)]))
         .with_panel(table_panel(
             "Broken now, longest first",
             [query(broken_join, "A", as_table=True),
-             query(f"azdo_pipeline_broken_since_timestamp_seconds{{{sel}}} * 1000 {WITH_PIPELINE_ID}", "B",
+             query(f"{m.PIPELINE_BROKEN_SINCE_TIMESTAMP_SECONDS}{{{sel}}} * 1000 {WITH_PIPELINE_ID}", "B",
                    as_table=True),
-             query(f"(azdo_pipeline_consecutive_failures{{{sel}}} {WITH_PIPELINE_ID}) "
-                   f"and on (project, pipeline, branch) (azdo_pipeline_broken{{{sel}}} == 1)", "C", as_table=True)],
+             query(f"({m.PIPELINE_CONSECUTIVE_FAILURES}{{{sel}}} {WITH_PIPELINE_ID}) "
+                   f"and on (project, pipeline, branch) ({m.PIPELINE_BROKEN}{{{sel}}} == 1)", "C", as_table=True)],
             "Every broken branch, sorted by how long it has been broken. Click a pipeline to open it in Azure "
             "DevOps or in the Pipeline detail dashboard.",
             rename={"project": "Project", "pipeline": "Pipeline", "branch": "Branch",
@@ -345,54 +348,54 @@ def pipeline_health() -> dash.Dashboard:
         .with_row(row("Lookback window"))
         .with_panel(bar_gauge_panel(
             "Success ratio by pipeline and branch",
-            f'sort(sum by (project, pipeline, branch) (azdo_pipeline_window_runs{{{sel}, result="succeeded"}}) '
-            f'/ sum by (project, pipeline, branch) (azdo_pipeline_window_runs{{{sel}, result!="canceled"}}))',
+            f'sort(sum by (project, pipeline, branch) ({m.PIPELINE_WINDOW_RUNS}{{{sel}, result="succeeded"}}) '
+            f'/ sum by (project, pipeline, branch) ({m.PIPELINE_WINDOW_RUNS}{{{sel}, result!="canceled"}}))',
             "{{project}} / {{pipeline}} @ {{branch}}", "percentunit",
             "Succeeded over non-canceled completed runs in the lookback window, worst first.",
             steps=RATIO_STEPS, max_value=1, height=10))
         .with_panel(bar_gauge_panel(
             "Mean time to fix by pipeline and branch",
-            f"sort_desc(sum by (project, pipeline, branch) (azdo_pipeline_window_time_to_fix_seconds_gsum{{{sel}}}) "
-            f"/ (sum by (project, pipeline, branch) (azdo_pipeline_window_time_to_fix_seconds_gcount{{{sel}}}) > 0))",
+            f"sort_desc(sum by (project, pipeline, branch) ({m.PIPELINE_WINDOW_TIME_TO_FIX_SECONDS.gsum}{{{sel}}}) "
+            f"/ (sum by (project, pipeline, branch) ({m.PIPELINE_WINDOW_TIME_TO_FIX_SECONDS.gcount}{{{sel}}}) > 0))",
             "{{project}} / {{pipeline}} @ {{branch}}", "s",
             "Mean length of the broken periods that ended in the lookback window; branches that were never "
             "fixed in the window are not listed.",
             steps=[(None, GREEN), (3600, YELLOW), (14400, RED)], height=10))
         .with_panel(multi_stat_panel(
             "Time to fix quantiles (window)",
-            [query(f"histogram_quantile({q}, sum by (le) (azdo_pipeline_window_time_to_fix_seconds_bucket{{{sel}}}))",
+            [query(f"histogram_quantile({q}, sum by (le) ({m.PIPELINE_WINDOW_TIME_TO_FIX_SECONDS.bucket}{{{sel}}}))",
                    ref, legend=f"p{int(q * 100)}", instant=True)
              for ref, q in (("A", 0.5), ("B", 0.9))],
             "s", "Median and 90th percentile of the broken periods that ended in the lookback window, "
             "estimated from the histogram buckets.", width=8))
         .with_panel(multi_stat_panel(
             "Runs now",
-            [query(f"sum(azdo_pipeline_runs_in_progress{{{PIPELINE_SEL}}})", "A", legend="in progress", instant=True),
-             query(f"sum(azdo_pipeline_runs_queued{{{PIPELINE_SEL}}})", "B", legend="queued", instant=True)],
+            [query(f"sum({m.PIPELINE_RUNS_IN_PROGRESS}{{{PIPELINE_SEL}}})", "A", legend="in progress", instant=True),
+             query(f"sum({m.PIPELINE_RUNS_QUEUED}{{{PIPELINE_SEL}}})", "B", legend="queued", instant=True)],
             "short", "Runs of the selected pipelines that are running or waiting for an agent now.", width=8))
         .with_panel(multi_stat_panel(
             "Queue time (p50 / p90, 1h)",
-            [query(f"histogram_quantile({q}, sum by (le) (rate(azdo_pipeline_queue_duration_seconds_bucket"
+            [query(f"histogram_quantile({q}, sum by (le) (rate({m.PIPELINE_QUEUE_DURATION_SECONDS.bucket}"
                    f"{{{PIPELINE_SEL}}}[1h])))", ref, legend=f"p{int(q * 100)}", instant=True)
              for ref, q in (("A", 0.5), ("B", 0.9))],
             "s", "Queued-to-started time of runs that started in the last hour.", width=8))
         .with_panel(timeseries_panel(
             "Queue time p90 by pipeline",
             [query(f"histogram_quantile(0.9, sum by (project, pipeline, le) "
-                   f"(rate(azdo_pipeline_queue_duration_seconds_bucket{{{PIPELINE_SEL}}}[$__rate_interval])))",
+                   f"(rate({m.PIPELINE_QUEUE_DURATION_SECONDS.bucket}{{{PIPELINE_SEL}}}[$__rate_interval])))",
                    legend="{{project}} / {{pipeline}}")],
             "s", "90th percentile of the time runs waited for an agent.", width=24))
         .with_row(row("Automated tests"))
         .with_panel(bar_gauge_panel(
             "Test pass ratio of the latest run",
-            f'sort(sum by (project, pipeline, branch) (azdo_pipeline_last_run_tests{{{sel}, outcome="passed"}}) '
-            f"/ (sum by (project, pipeline, branch) (azdo_pipeline_last_run_tests{{{sel}}}) > 0))",
+            f'sort(sum by (project, pipeline, branch) ({m.PIPELINE_LAST_RUN_TESTS}{{{sel}, outcome="passed"}}) '
+            f"/ (sum by (project, pipeline, branch) ({m.PIPELINE_LAST_RUN_TESTS}{{{sel}}}) > 0))",
             "{{project}} / {{pipeline}} @ {{branch}}", "percentunit",
             "Passed tests over all tests of the latest completed run; branches without tests are listed on the right.",
             steps=RATIO_STEPS, max_value=1, height=10))
         .with_panel(table_panel(
             "Branches whose latest run published no tests",
-            [query(f"(azdo_pipeline_has_tests{{{sel}}} == 0) {WITH_PIPELINE_ID}", as_table=True)],
+            [query(f"({m.PIPELINE_HAS_TESTS}{{{sel}}} == 0) {WITH_PIPELINE_ID}", as_table=True)],
             "Rule 2: automated acceptance tests run in the pipeline. These branches' latest completed run "
             "published no test results.",
             rename={"project": "Project", "pipeline": "Pipeline", "branch": "Branch"},
@@ -400,32 +403,32 @@ def pipeline_health() -> dash.Dashboard:
         .with_row(row("Trends"))
         .with_panel(timeseries_panel(
             "Broken branches by project",
-            [query(f"sum by (project) (azdo_pipeline_broken{{{sel}}})", legend="{{project}}")],
+            [query(f"sum by (project) ({m.PIPELINE_BROKEN}{{{sel}}})", legend="{{project}}")],
             "short", "Number of broken branches over time."))
         .with_panel(timeseries_panel(
             "Completed runs per hour by result",
-            [query(f"3600 * sum by (result) (rate(azdo_pipeline_runs_total{{{sel}}}[$__rate_interval]))",
+            [query(f"3600 * sum by (result) (rate({m.PIPELINE_RUNS.total}{{{sel}}}[$__rate_interval]))",
                    legend="{{result}}")],
             "short", "Runs completed since the exporter started, as an hourly rate."))
         .with_panel(timeseries_panel(
             "Success ratio (window) by project",
-            [query(f'sum by (project) (azdo_pipeline_window_runs{{{sel}, result="succeeded"}}) '
-                   f'/ sum by (project) (azdo_pipeline_window_runs{{{sel}, result!="canceled"}})',
+            [query(f'sum by (project) ({m.PIPELINE_WINDOW_RUNS}{{{sel}, result="succeeded"}}) '
+                   f'/ sum by (project) ({m.PIPELINE_WINDOW_RUNS}{{{sel}, result!="canceled"}})',
                    legend="{{project}}")],
             "percentunit", "The lookback-window success ratio, as it moves.", max_value=1))
         .with_panel(timeseries_panel(
             "Test results per hour by outcome",
-            [query(f"3600 * sum by (outcome) (rate(azdo_pipeline_tests_total{{{sel}}}[$__rate_interval]))",
+            [query(f"3600 * sum by (outcome) (rate({m.PIPELINE_TESTS.total}{{{sel}}}[$__rate_interval]))",
                    legend="{{outcome}}")],
             "short", "Test results of the runs completed since the exporter started, as an hourly rate."))
         .with_row(row("Agent pools"))
         .with_panel(timeseries_panel(
             "Agents by pool and status",
-            [query('sum by (pool, status) (azdo_agent_pool_agents{enabled="true"})', legend="{{pool}} {{status}}")],
+            [query(f'sum by (pool, status) ({m.AGENT_POOL_AGENTS}{{enabled="true"}})', legend="{{pool}} {{status}}")],
             "short", "Enabled agents, online and offline."))
         .with_panel(timeseries_panel(
             "Jobs by pool and state",
-            [query("sum by (pool, state) (azdo_agent_pool_jobs)", legend="{{pool}} {{state}}")],
+            [query(f"sum by (pool, state) ({m.AGENT_POOL_JOBS})", legend="{{pool}} {{state}}")],
             "short", "Job requests queued (waiting for an agent) and running."))
     )
 
@@ -434,36 +437,36 @@ def pipeline_detail() -> dash.Dashboard:
     sel = BRANCH_SEL
     quantiles = (("A", 0.5), ("B", 0.9))
     return (
-        base_dashboard("azdo-pipeline-detail", "Pipeline detail",
+        base_dashboard(monitoring.PIPELINE_DETAIL,
                        "One pipeline and branch over time: state now, latest run, durations, tests, time to fix.")
         .with_variable(organization_url_variable())
-        .with_variable(query_variable("project", "Project", "azdo_pipeline_info"))
-        .with_variable(query_variable("pipeline", "Pipeline", 'azdo_pipeline_info{project=~"$project"}'))
-        .with_variable(query_variable("branch", "Branch", f"azdo_pipeline_broken{{{PIPELINE_SEL}}}"))
+        .with_variable(query_variable("project", "Project", m.PIPELINE_INFO.name))
+        .with_variable(query_variable("pipeline", "Pipeline", f'{m.PIPELINE_INFO}{{project=~"$project"}}'))
+        .with_variable(query_variable("branch", "Branch", f"{m.PIPELINE_BROKEN}{{{PIPELINE_SEL}}}"))
         .with_row(row("State now"))
         .with_panel(stat_panel(
-            "State", f"max(azdo_pipeline_broken{{{sel}}})", "short",
+            "State", f"max({m.PIPELINE_BROKEN}{{{sel}}})", "short",
             "broken if any selected branch is broken.", steps=[(None, GREEN), (1, RED)], mappings=BROKEN_MAPPINGS))
         .with_panel(stat_panel(
-            "Broken for", f"max(azdo_pipeline_broken_duration_seconds{{{sel}}}) or vector(0)", "s",
+            "Broken for", f"max({m.PIPELINE_BROKEN_DURATION_SECONDS}{{{sel}}}) or vector(0)", "s",
             "Now minus broken-since (0 when healthy).", steps=[(None, GREEN), (900, YELLOW), (14400, RED)]))
         .with_panel(stat_panel(
-            "Broken since", f"min(azdo_pipeline_broken_since_timestamp_seconds{{{sel}}}) * 1000", "dateTimeAsIso",
+            "Broken since", f"min({m.PIPELINE_BROKEN_SINCE_TIMESTAMP_SECONDS}{{{sel}}}) * 1000", "dateTimeAsIso",
             "Finish time of the first breaking run after the last successful one (empty when healthy)."))
         .with_panel(stat_panel(
-            "Failures in a row", f"max(azdo_pipeline_consecutive_failures{{{sel}}})", "short",
+            "Failures in a row", f"max({m.PIPELINE_CONSECUTIVE_FAILURES}{{{sel}}})", "short",
             "Breaking runs since the last success.", steps=[(None, GREEN), (1, YELLOW), (3, RED)]))
         .with_panel(stat_panel(
-            "Latest run finished", f"max(azdo_pipeline_last_run_finished_timestamp_seconds{{{sel}}}) * 1000",
+            "Latest run finished", f"max({m.PIPELINE_LAST_RUN_FINISHED_TIMESTAMP_SECONDS}{{{sel}}}) * 1000",
             "dateTimeAsIso", "Finish time of the latest completed run."))
         .with_panel(stat_panel(
-            "Latest run duration", f"max(azdo_pipeline_last_run_duration_seconds{{{sel}}})", "s",
+            "Latest run duration", f"max({m.PIPELINE_LAST_RUN_DURATION_SECONDS}{{{sel}}})", "s",
             "Start-to-finish time of the latest completed run."))
         .with_panel(table_panel(
             "Latest run per branch",
-            [query(f"(azdo_pipeline_last_run_result{{{sel}}} == 1) {WITH_PIPELINE_ID}", "A", as_table=True),
-             query(f"azdo_pipeline_last_run_duration_seconds{{{sel}}} {WITH_PIPELINE_ID}", "B", as_table=True),
-             query(f"azdo_pipeline_last_run_finished_timestamp_seconds{{{sel}}} * 1000 {WITH_PIPELINE_ID}", "C",
+            [query(f"({m.PIPELINE_LAST_RUN_RESULT}{{{sel}}} == 1) {WITH_PIPELINE_ID}", "A", as_table=True),
+             query(f"{m.PIPELINE_LAST_RUN_DURATION_SECONDS}{{{sel}}} {WITH_PIPELINE_ID}", "B", as_table=True),
+             query(f"{m.PIPELINE_LAST_RUN_FINISHED_TIMESTAMP_SECONDS}{{{sel}}} * 1000 {WITH_PIPELINE_ID}", "C",
                    as_table=True)],
             "Result, duration and finish time of the latest completed run of each selected branch.",
             rename={"project": "Project", "pipeline": "Pipeline", "branch": "Branch", "result": "Result",
@@ -472,68 +475,68 @@ def pipeline_detail() -> dash.Dashboard:
             hide=("Value #A",), link_only=("pipeline_id",)))
         .with_row(row("Over time"))
         .with_panel(timeseries_panel(
-            "Broken by branch", [query(f"max by (branch) (azdo_pipeline_broken{{{sel}}})", legend="{{branch}}")],
+            "Broken by branch", [query(f"max by (branch) ({m.PIPELINE_BROKEN}{{{sel}}})", legend="{{branch}}")],
             "short", "1 while broken.", max_value=1))
         .with_panel(timeseries_panel(
             "Consecutive failures by branch",
-            [query(f"max by (branch) (azdo_pipeline_consecutive_failures{{{sel}}})", legend="{{branch}}")],
+            [query(f"max by (branch) ({m.PIPELINE_CONSECUTIVE_FAILURES}{{{sel}}})", legend="{{branch}}")],
             "short", "Breaking runs since the last success."))
         .with_panel(timeseries_panel(
             "Run duration",
-            [*[query(f"histogram_quantile({q}, sum by (le) (rate(azdo_pipeline_run_duration_seconds_bucket"
+            [*[query(f"histogram_quantile({q}, sum by (le) (rate({m.PIPELINE_RUN_DURATION_SECONDS.bucket}"
                      f"{{{PIPELINE_SEL}}}[$__rate_interval])))", ref, legend=f"p{int(q * 100)}")
                for ref, q in quantiles],
-             query(f"max by (branch) (azdo_pipeline_last_run_duration_seconds{{{sel}}})", "C",
+             query(f"max by (branch) ({m.PIPELINE_LAST_RUN_DURATION_SECONDS}{{{sel}}})", "C",
                    legend="{{branch}} latest run")],
             "s", "p50 and p90: start-to-finish time of the runs completed since the exporter started (all "
             "branches). Latest run: the duration of each selected branch's latest completed run, known from "
             "the exporter's start."))
         .with_panel(timeseries_panel(
             "Queue time",
-            [query(f"histogram_quantile({q}, sum by (le) (rate(azdo_pipeline_queue_duration_seconds_bucket"
+            [query(f"histogram_quantile({q}, sum by (le) (rate({m.PIPELINE_QUEUE_DURATION_SECONDS.bucket}"
                    f"{{{PIPELINE_SEL}}}[$__rate_interval])))", ref, legend=f"p{int(q * 100)}")
              for ref, q in quantiles],
             "s", "Queued-to-started time of the runs started since the exporter started (all branches)."))
         .with_panel(timeseries_panel(
             "Completed runs per hour by result",
-            [query(f"3600 * sum by (result) (rate(azdo_pipeline_runs_total{{{sel}}}[$__rate_interval]))",
+            [query(f"3600 * sum by (result) (rate({m.PIPELINE_RUNS.total}{{{sel}}}[$__rate_interval]))",
                    legend="{{result}}")],
             "short", "Runs completed since the exporter started, as an hourly rate."))
         .with_panel(timeseries_panel(
             "Runs in progress and queued",
-            [query(f"sum(azdo_pipeline_runs_in_progress{{{PIPELINE_SEL}}})", "A", legend="in progress"),
-             query(f"sum(azdo_pipeline_runs_queued{{{PIPELINE_SEL}}})", "B", legend="queued")],
+            [query(f"sum({m.PIPELINE_RUNS_IN_PROGRESS}{{{PIPELINE_SEL}}})", "A", legend="in progress"),
+             query(f"sum({m.PIPELINE_RUNS_QUEUED}{{{PIPELINE_SEL}}})", "B", legend="queued")],
             "short", "Runs of the selected pipelines, all branches."))
         .with_panel(timeseries_panel(
             "Tests of the latest run by outcome",
-            [query(f"sum by (branch, outcome) (azdo_pipeline_last_run_tests{{{sel}}})",
+            [query(f"sum by (branch, outcome) ({m.PIPELINE_LAST_RUN_TESTS}{{{sel}}})",
                    legend="{{branch}} {{outcome}}")],
             "short", "passed, failed and other tests of the latest completed run."))
         .with_panel(timeseries_panel(
             "Time to fix (window)",
-            [query(f"sum(azdo_pipeline_window_time_to_fix_seconds_gsum{{{sel}}}) "
-                   f"/ sum(azdo_pipeline_window_time_to_fix_seconds_gcount{{{sel}}})", "A", legend="mean"),
-             *[query(f"histogram_quantile({q}, sum by (le) (azdo_pipeline_window_time_to_fix_seconds_bucket"
+            [query(f"sum({m.PIPELINE_WINDOW_TIME_TO_FIX_SECONDS.gsum}{{{sel}}}) "
+                   f"/ sum({m.PIPELINE_WINDOW_TIME_TO_FIX_SECONDS.gcount}{{{sel}}})", "A", legend="mean"),
+             *[query(f"histogram_quantile({q}, sum by (le) ({m.PIPELINE_WINDOW_TIME_TO_FIX_SECONDS.bucket}"
                      f"{{{sel}}}))", ref, legend=f"p{int(q * 100)}") for ref, q in (("B", 0.5), ("C", 0.9))]],
             "s", "Broken periods that ended in the lookback window: mean, median and 90th percentile."))
         .with_panel(timeseries_panel(
             "Success ratio (window)",
-            [query(f'sum by (branch) (azdo_pipeline_window_runs{{{sel}, result="succeeded"}}) '
-                   f'/ sum by (branch) (azdo_pipeline_window_runs{{{sel}, result!="canceled"}})', legend="{{branch}}")],
+            [query(f'sum by (branch) ({m.PIPELINE_WINDOW_RUNS}{{{sel}, result="succeeded"}}) '
+                   f'/ sum by (branch) ({m.PIPELINE_WINDOW_RUNS}{{{sel}, result!="canceled"}})', legend="{{branch}}")],
             "percentunit", "Succeeded over non-canceled completed runs in the lookback window.", max_value=1))
         .with_panel(timeseries_panel(
             "Runs in the window by result",
-            [query(f"sum by (result) (azdo_pipeline_window_runs{{{sel}}})", legend="{{result}}")],
+            [query(f"sum by (result) ({m.PIPELINE_WINDOW_RUNS}{{{sel}}})", legend="{{result}}")],
             "short", "Completed runs in the lookback window."))
     )
 
 
 def code_review() -> dash.Dashboard:
     sel = REPO_SEL
-    completed = "azdo_pull_requests_window_completed"
+    completed = m.PULL_REQUESTS_WINDOW_COMPLETED.name
     by_repo = "project, repository, target_branch"
     return (
-        base_dashboard("azdo-code-review", "Code review and compliance",
+        base_dashboard(monitoring.CODE_REVIEW,
                        "Rules 3 to 5: changes reach protected branches through reviewed pull requests, branch "
                        "policies enforce it, and the audit log is reviewed.")
         .with_variable(query_variable("project", "Project", completed))
@@ -547,18 +550,18 @@ def code_review() -> dash.Dashboard:
             "Merged without review", f'sum({completed}{{{sel}, reviewed="false"}})', "short",
             "Completed pull requests that no one but their author approved.", steps=[(None, GREEN), (1, RED)]))
         .with_panel(stat_panel(
-            "Policy bypasses", f"sum(azdo_pull_requests_window_bypassed{{{sel}}})", "short",
+            "Policy bypasses", f"sum({m.PULL_REQUESTS_WINDOW_BYPASSED}{{{sel}}})", "short",
             "Completed pull requests whose completion bypassed branch policies.", steps=[(None, GREEN), (1, RED)]))
         .with_panel(stat_panel(
             "Branches without reviewer policy",
-            f"count(azdo_branch_policy_min_reviewers{{{sel}}} == 0) or vector(0)", "short",
+            f"count({m.BRANCH_POLICY_MIN_REVIEWERS}{{{sel}}} == 0) or vector(0)", "short",
             "Branches with no enabled, blocking minimum-reviewers policy.", steps=[(None, GREEN), (1, RED)]))
         .with_panel(stat_panel(
-            "Open pull requests", f"sum(azdo_pull_requests_open{{{sel}}})", "short",
+            "Open pull requests", f"sum({m.PULL_REQUESTS_OPEN}{{{sel}}})", "short",
             "Active pull requests now, drafts included."))
         .with_panel(stat_panel(
             "Audit: policy bypasses",
-            'sum(azdo_audit_window_events{action="Git.RefUpdatePoliciesBypassed"}) or vector(0)', "short",
+            f'sum({m.AUDIT_WINDOW_EVENTS}{{action="Git.RefUpdatePoliciesBypassed"}}) or vector(0)', "short",
             "Git.RefUpdatePoliciesBypassed entries in the audit log over the window (organization-wide).",
             steps=[(None, GREEN), (1, RED)]))
         .with_panel(bar_gauge_panel(
@@ -570,7 +573,7 @@ def code_review() -> dash.Dashboard:
         .with_panel(table_panel(
             "Unreviewed and bypassed merges (window)",
             [query(f'sum by ({by_repo}) ({completed}{{{sel}, reviewed="false"}})', "A", as_table=True),
-             query(f"sum by ({by_repo}) (azdo_pull_requests_window_bypassed{{{sel}}})", "B", as_table=True),
+             query(f"sum by ({by_repo}) ({m.PULL_REQUESTS_WINDOW_BYPASSED}{{{sel}}})", "B", as_table=True),
              query(f"sum by ({by_repo}) ({completed}{{{sel}}})", "C", as_table=True)],
             "Per repository and target branch: completed pull requests without review, completed bypassing "
             "policies, and all completed.",
@@ -580,13 +583,13 @@ def code_review() -> dash.Dashboard:
         .with_row(row("Branch policies"))
         .with_panel(table_panel(
             "Branches without a minimum-reviewers policy",
-            [query(f"azdo_branch_policy_min_reviewers{{{sel}}} == 0", as_table=True)],
+            [query(f"{m.BRANCH_POLICY_MIN_REVIEWERS}{{{sel}}} == 0", as_table=True)],
             "Rule 4: every change is peer reviewed. These branches accept changes without a required reviewer.",
             rename={"project": "Project", "repository": "Repository", "branch": "Branch"},
             hide=("Value",), width=12))
         .with_panel(table_panel(
             "Policies per branch",
-            [query(f"azdo_branch_policy_enabled{{{sel}}}", as_table=True)],
+            [query(f"{m.BRANCH_POLICY_ENABLED}{{{sel}}}", as_table=True)],
             "Which known policy types are enabled on each branch.",
             rename={"project": "Project", "repository": "Repository", "branch": "Branch", "policy": "Policy",
                     "Value": "Enabled"},
@@ -598,34 +601,34 @@ def code_review() -> dash.Dashboard:
         .with_row(row("Over time"))
         .with_panel(timeseries_panel(
             "Completed pull requests per hour",
-            [query(f"3600 * sum by (reviewed) (rate(azdo_pull_requests_completed_total{{{sel}}}[$__rate_interval]))",
+            [query(f"3600 * sum by (reviewed) (rate({m.PULL_REQUESTS_COMPLETED.total}{{{sel}}}[$__rate_interval]))",
                    legend="reviewed={{reviewed}}")],
             "short", "Pull requests completed since the exporter started, reviewed or not."))
         .with_panel(timeseries_panel(
             "Policy bypasses (1h)",
-            [query(f"sum by (repository) (increase(azdo_pull_requests_bypassed_total{{{sel}}}[1h]))",
+            [query(f"sum by (repository) (increase({m.PULL_REQUESTS_BYPASSED.total}{{{sel}}}[1h]))",
                    legend="{{repository}}")],
             "short", "Pull requests completed bypassing branch policies in the previous hour."))
         .with_panel(timeseries_panel(
             "Time to merge",
-            [query(f"histogram_quantile({q}, sum by (le) (rate(azdo_pull_request_time_to_merge_seconds_bucket"
+            [query(f"histogram_quantile({q}, sum by (le) (rate({m.PULL_REQUEST_TIME_TO_MERGE_SECONDS.bucket}"
                    f"{{{sel}}}[$__rate_interval])))", ref, legend=f"p{int(q * 100)}")
              for ref, q in (("A", 0.5), ("B", 0.9))],
             "s", "Created-to-completed time of the pull requests completed since the exporter started."))
         .with_panel(timeseries_panel(
             "Open pull requests by repository",
-            [query(f"sum by (repository) (azdo_pull_requests_open{{{sel}}})", legend="{{repository}}")],
+            [query(f"sum by (repository) ({m.PULL_REQUESTS_OPEN}{{{sel}}})", legend="{{repository}}")],
             "short", "Active pull requests, drafts included."))
         .with_row(row("Audit log"))
         .with_panel(table_panel(
             "Audit events in the window",
-            [query("sort_desc(sum by (area, category, action) (azdo_audit_window_events))", as_table=True)],
+            [query(f"sort_desc(sum by (area, category, action) ({m.AUDIT_WINDOW_EVENTS}))", as_table=True)],
             "Rule 5: audit logs are reviewed. Entries of the organization's audit log in the lookback window.",
             rename={"area": "Area", "category": "Category", "action": "Action", "Value": "Events"},
             sort_by="Events", width=12, height=10))
         .with_panel(timeseries_panel(
             "Audit events per hour by action",
-            [query("3600 * sum by (action) (rate(azdo_audit_events_total[$__rate_interval]))", legend="{{action}}")],
+            [query(f"3600 * sum by (action) (rate({m.AUDIT_EVENTS.total}[$__rate_interval]))", legend="{{action}}")],
             "short", "Audit log entries seen since the exporter started.", height=10))
     )
 
@@ -648,12 +651,12 @@ def delivery() -> dash.Dashboard:
                   "Time to restore (mean)": "s"}
     org = "Organization-wide, production environments (recording rule azdo_org:…)."
     return (
-        base_dashboard("azdo-delivery", "Delivery and DORA",
+        base_dashboard(monitoring.DELIVERY,
                        "Deployments of classic release pipelines and YAML environments, and the DORA four keys.")
-        .with_variable(query_variable("project", "Project", "azdo_deployments_window"))
-        .with_variable(query_variable("pipeline", "Pipeline", 'azdo_deployments_window{project=~"$project"}'))
+        .with_variable(query_variable("project", "Project", m.DEPLOYMENTS_WINDOW.name))
+        .with_variable(query_variable("pipeline", "Pipeline", f'{m.DEPLOYMENTS_WINDOW}{{project=~"$project"}}'))
         .with_variable(query_variable("environment", "Environment",
-                                      'azdo_deployments_window{project=~"$project", pipeline=~"$pipeline"}'))
+                                      f'{m.DEPLOYMENTS_WINDOW}{{project=~"$project", pipeline=~"$pipeline"}}'))
         .with_row(row("DORA four keys, production"))
         .with_panel(stat_panel(
             "Deployment frequency", "azdo_org:production_deployment_frequency:per_day_window", "short",
@@ -685,7 +688,7 @@ def delivery() -> dash.Dashboard:
             columns=[column(title, unit=unit) for title, unit in dora_units.items()], height=10))
         .with_panel(table_panel(
             "Deployments in the window by kind and result",
-            [query(f"sum by (project, pipeline, environment, kind, result) (azdo_deployments_window{{{sel}}})",
+            [query(f"sum by (project, pipeline, environment, kind, result) ({m.DEPLOYMENTS_WINDOW}{{{sel}}})",
                    as_table=True)],
             "Finished deployments in the lookback window; kind is classic (release pipelines) or yaml "
             "(YAML environments).",
@@ -693,8 +696,8 @@ def delivery() -> dash.Dashboard:
                     "result": "Result", "Value": "Deployments"}, width=12, height=10))
         .with_panel(table_panel(
             "Last successful deployment",
-            [query(f"azdo_deployment_last_success_timestamp_seconds{{{sel}}} * 1000", "A", as_table=True),
-             query(f"time() - azdo_deployment_last_success_timestamp_seconds{{{sel}}}", "B", as_table=True)],
+            [query(f"{m.DEPLOYMENT_LAST_SUCCESS_TIMESTAMP_SECONDS}{{{sel}}} * 1000", "A", as_table=True),
+             query(f"time() - {m.DEPLOYMENT_LAST_SUCCESS_TIMESTAMP_SECONDS}{{{sel}}}", "B", as_table=True)],
             "When each pipeline last deployed successfully to each environment.",
             rename={"project": "Project", "pipeline": "Pipeline", "environment": "Environment", "kind": "Kind",
                     "Value #A": "Last success", "Value #B": "Age"},
@@ -703,24 +706,24 @@ def delivery() -> dash.Dashboard:
         .with_row(row("Over time"))
         .with_panel(timeseries_panel(
             "Successful deployments per day by environment and kind",
-            [query(f'86400 * sum by (environment, kind) (rate(azdo_deployments_total{{{sel}, result="succeeded"}}'
+            [query(f'86400 * sum by (environment, kind) (rate({m.DEPLOYMENTS.total}{{{sel}, result="succeeded"}}'
                    f"[$__rate_interval]))", legend="{{environment}} ({{kind}})")],
             "short", "Deployments finished since the exporter started, as a daily rate."))
         .with_panel(timeseries_panel(
             "Failed deployments per day by environment and kind",
-            [query(f'86400 * sum by (environment, kind) (rate(azdo_deployments_total{{{sel}, result="failed"}}'
+            [query(f'86400 * sum by (environment, kind) (rate({m.DEPLOYMENTS.total}{{{sel}, result="failed"}}'
                    f"[$__rate_interval]))", legend="{{environment}} ({{kind}})")],
             "short", "Failed deployments since the exporter started, as a daily rate."))
         .with_panel(timeseries_panel(
             "Lead time for changes (window)",
             [query(f"histogram_quantile({q}, sum by (environment, le) "
-                   f"(azdo_deployment_window_lead_time_seconds_bucket{{{sel}}}))", ref,
+                   f"({m.DEPLOYMENT_WINDOW_LEAD_TIME_SECONDS.bucket}{{{sel}}}))", ref,
                    legend=f"{{{{environment}}}} p{int(q * 100)}") for ref, q in (("A", 0.5), ("B", 0.9))],
             "s", "Commit-to-deployed time of successful production deployments in the lookback window."))
         .with_panel(timeseries_panel(
             "Time to restore by environment (window)",
-            [query(f"sum by (environment) (azdo_deployment_window_time_to_restore_seconds_gsum{{{sel}}}) "
-                   f"/ (sum by (environment) (azdo_deployment_window_time_to_restore_seconds_gcount{{{sel}}}) > 0)",
+            [query(f"sum by (environment) ({m.DEPLOYMENT_WINDOW_TIME_TO_RESTORE_SECONDS.gsum}{{{sel}}}) "
+                   f"/ (sum by (environment) ({m.DEPLOYMENT_WINDOW_TIME_TO_RESTORE_SECONDS.gcount}{{{sel}}}) > 0)",
                    legend="{{environment}}")],
             "s", "Mean failed-to-next-success time in production over the lookback window."))
         .with_panel(timeseries_panel(
@@ -730,7 +733,7 @@ def delivery() -> dash.Dashboard:
         .with_panel(timeseries_panel(
             "Lead time for changes (since start)",
             [query(f"histogram_quantile(0.5, sum by (environment, le) "
-                   f"(rate(azdo_deployment_lead_time_seconds_bucket{{{sel}}}[1d])))", legend="{{environment}} p50")],
+                   f"(rate({m.DEPLOYMENT_LEAD_TIME_SECONDS.bucket}{{{sel}}}[1d])))", legend="{{environment}} p50")],
             "s", "Median lead time of the production deployments of the previous day, from the counters."))
     )
 
@@ -738,38 +741,38 @@ def delivery() -> dash.Dashboard:
 def exporter() -> dash.Dashboard:
     sel = EXPORTER_SEL
     return (
-        base_dashboard("azdo-exporter", "Exporter",
+        base_dashboard(monitoring.EXPORTER,
                        "Health of azdo-exporter itself: refreshes, staleness, API requests, errors and throttling.")
-        .with_variable(query_variable("instance", "Instance", "azdo_exporter_build_info"))
+        .with_variable(query_variable("instance", "Instance", m.EXPORTER_BUILD_INFO.name))
         .with_row(row("Now"))
         .with_panel(stat_panel(
-            "Up", f'up{{job=~"azdo-exporter.*", {sel}}}', "short", "Prometheus can scrape the exporter.",
+            "Up", f"up{{{monitoring.JOB_SELECTOR}, {sel}}}", "short", "Prometheus can scrape the exporter.",
             steps=[(None, RED), (1, GREEN)], mappings=[models.ValueMap(options={
                 "0": models.ValueMappingResult(text="down", color=RED, index=0),
                 "1": models.ValueMappingResult(text="up", color=GREEN, index=1)})], legend="{{instance}}"))
         .with_panel(stat_panel(
-            "Version", f"azdo_exporter_build_info{{{sel}}}", "short", "Exporter and Python versions.",
+            "Version", f"{m.EXPORTER_BUILD_INFO}{{{sel}}}", "short", "Exporter and Python versions.",
             legend="{{version}} (Python {{python_version}})")
             .text_mode(common_models.BigValueTextMode.NAME))
         .with_panel(stat_panel(
-            "Lookback window", f"max(azdo_exporter_lookback_seconds{{{sel}}})", "s",
+            "Lookback window", f"max({m.EXPORTER_LOOKBACK_SECONDS}{{{sel}}})", "s",
             "The history window that the *_window_* metrics cover."))
         .with_panel(stat_panel(
-            "Collectors failing", f"count(azdo_exporter_refresh_success{{{sel}}} == 0) or vector(0)", "short",
+            "Collectors failing", f"count({m.EXPORTER_REFRESH_SUCCESS}{{{sel}}} == 0) or vector(0)", "short",
             "Collectors whose last refresh failed (they serve their last good numbers).",
             steps=[(None, GREEN), (1, RED)]))
         .with_panel(stat_panel(
-            "Oldest data", f"max(time() - azdo_exporter_last_refresh_success_timestamp_seconds{{{sel}}})", "s",
+            "Oldest data", f"max(time() - {m.EXPORTER_LAST_REFRESH_SUCCESS_TIMESTAMP_SECONDS}{{{sel}}})", "s",
             "Age of the oldest successful refresh across collectors.",
             steps=[(None, GREEN), (1800, YELLOW), (5400, RED)]))
         .with_panel(stat_panel(
-            "Throttled (1h)", f"sum(increase(azdo_exporter_throttled_total{{{sel}}}[1h]))", "short",
+            "Throttled (1h)", f"sum(increase({m.EXPORTER_THROTTLED.total}{{{sel}}}[1h]))", "short",
             "Responses from Azure DevOps that asked the exporter to slow down.", steps=[(None, GREEN), (1, YELLOW)]))
         .with_panel(table_panel(
             "Collectors",
-            [query(f"azdo_exporter_refresh_success{{{sel}}}", "A", as_table=True),
-             query(f"azdo_exporter_last_refresh_success_timestamp_seconds{{{sel}}} * 1000", "B", as_table=True),
-             query(f"time() - azdo_exporter_last_refresh_success_timestamp_seconds{{{sel}}}", "C", as_table=True)],
+            [query(f"{m.EXPORTER_REFRESH_SUCCESS}{{{sel}}}", "A", as_table=True),
+             query(f"{m.EXPORTER_LAST_REFRESH_SUCCESS_TIMESTAMP_SECONDS}{{{sel}}} * 1000", "B", as_table=True),
+             query(f"time() - {m.EXPORTER_LAST_REFRESH_SUCCESS_TIMESTAMP_SECONDS}{{{sel}}}", "C", as_table=True)],
             "Result of the last refresh of each collector, and when the last successful one finished.",
             rename={"collector": "Collector", "Value #A": "Last refresh", "Value #B": "Last success",
                     "Value #C": "Staleness"},
@@ -780,56 +783,56 @@ def exporter() -> dash.Dashboard:
         .with_row(row("Refreshes"))
         .with_panel(timeseries_panel(
             "Staleness by collector",
-            [query(f"time() - azdo_exporter_last_refresh_success_timestamp_seconds{{{sel}}}",
+            [query(f"time() - {m.EXPORTER_LAST_REFRESH_SUCCESS_TIMESTAMP_SECONDS}{{{sel}}}",
                    legend="{{collector}}")],
             "s", "Seconds since the last successful refresh of each collector."))
         .with_panel(timeseries_panel(
             "Refresh duration by collector",
-            [query(f"sum by (collector) (rate(azdo_exporter_refresh_duration_seconds_sum{{{sel}}}[$__rate_interval])) "
-                   f"/ sum by (collector) (rate(azdo_exporter_refresh_duration_seconds_count{{{sel}}}"
+            [query(f"sum by (collector) (rate({m.EXPORTER_REFRESH_DURATION_SECONDS.sum}{{{sel}}}[$__rate_interval])) "
+                   f"/ sum by (collector) (rate({m.EXPORTER_REFRESH_DURATION_SECONDS.count}{{{sel}}}"
                    f"[$__rate_interval]))", "A", legend="{{collector}} mean"),
-             query(f"histogram_quantile(0.9, sum by (collector, le) (rate(azdo_exporter_refresh_duration_seconds_bucket"
+             query(f"histogram_quantile(0.9, sum by (collector, le) (rate({m.EXPORTER_REFRESH_DURATION_SECONDS.bucket}"
                    f"{{{sel}}}[$__rate_interval])))", "B", legend="{{collector}} p90")],
             "s", "Wall time of refreshes."))
         .with_panel(timeseries_panel(
             "Refresh success by collector",
-            [query(f"azdo_exporter_refresh_success{{{sel}}}", legend="{{collector}}")],
+            [query(f"{m.EXPORTER_REFRESH_SUCCESS}{{{sel}}}", legend="{{collector}}")],
             "short", "1 when the last refresh succeeded completely.", max_value=1))
         .with_panel(timeseries_panel(
             "Refresh errors per hour by reason",
-            [query(f"3600 * sum by (collector, reason) (rate(azdo_exporter_refresh_errors_total{{{sel}}}"
+            [query(f"3600 * sum by (collector, reason) (rate({m.EXPORTER_REFRESH_ERRORS.total}{{{sel}}}"
                    f"[$__rate_interval]))", legend="{{collector}} {{reason}}")],
             "short", "Failed refreshes: auth, throttled, http_5xx, http_4xx, timeout, connection, bad_response."))
         .with_row(row("Azure DevOps API"))
         .with_panel(timeseries_panel(
             "API requests by endpoint and code",
-            [query(f"sum by (endpoint, code) (rate(azdo_exporter_api_requests_total{{{sel}}}[$__rate_interval]))",
+            [query(f"sum by (endpoint, code) (rate({m.EXPORTER_API_REQUESTS.total}{{{sel}}}[$__rate_interval]))",
                    legend="{{endpoint}} {{code}}")],
             "reqps", "Requests sent to Azure DevOps."))
         .with_panel(timeseries_panel(
             "API error ratio by endpoint",
-            [query(f'(sum by (endpoint) (rate(azdo_exporter_api_requests_total{{{sel}, code!~"2.."}}'
-                   f"[$__rate_interval])) or 0 * sum by (endpoint) (rate(azdo_exporter_api_requests_total{{{sel}}}"
-                   f"[$__rate_interval]))) / sum by (endpoint) (rate(azdo_exporter_api_requests_total{{{sel}}}"
+            [query(f'(sum by (endpoint) (rate({m.EXPORTER_API_REQUESTS.total}{{{sel}, code!~"2.."}}'
+                   f"[$__rate_interval])) or 0 * sum by (endpoint) (rate({m.EXPORTER_API_REQUESTS.total}{{{sel}}}"
+                   f"[$__rate_interval]))) / sum by (endpoint) (rate({m.EXPORTER_API_REQUESTS.total}{{{sel}}}"
                    f"[$__rate_interval]))", legend="{{endpoint}}")],
             "percentunit", "Share of requests answered with a non-2xx code or not answered (timeout, connection).",
             max_value=1))
         .with_panel(timeseries_panel(
             "API request duration p90 by endpoint",
             [query(f"histogram_quantile(0.9, sum by (endpoint, le) (rate("
-                   f"azdo_exporter_api_request_duration_seconds_bucket{{{sel}}}[$__rate_interval])))",
+                   f"{m.EXPORTER_API_REQUEST_DURATION_SECONDS.bucket}{{{sel}}}[$__rate_interval])))",
                    legend="{{endpoint}}")],
             "s", "Latency of Azure DevOps as seen by the exporter."))
         .with_panel(timeseries_panel(
             "Throttling",
-            [query(f"sum(rate(azdo_exporter_throttled_total{{{sel}}}[$__rate_interval]))", "A",
+            [query(f"sum(rate({m.EXPORTER_THROTTLED.total}{{{sel}}}[$__rate_interval]))", "A",
                    legend="throttled responses per second"),
-             query(f"sum(rate(azdo_exporter_rate_limit_delay_seconds_total{{{sel}}}[$__rate_interval]))", "B",
+             query(f"sum(rate({m.EXPORTER_RATE_LIMIT_DELAY_SECONDS.total}{{{sel}}}[$__rate_interval]))", "B",
                    legend="seconds waited per second")],
             "short", "429 / Retry-After answers and the delay they imposed."))
         .with_panel(timeseries_panel(
             "Rate limit remaining by resource",
-            [query(f"min by (resource) (azdo_exporter_rate_limit_remaining{{{sel}}})", legend="{{resource}}")],
+            [query(f"min by (resource) ({m.EXPORTER_RATE_LIMIT_REMAINING}{{{sel}}})", legend="{{resource}}")],
             "short", "From Azure DevOps' X-RateLimit-Remaining header.", width=24))
     )
 

@@ -15,6 +15,7 @@ from urllib.parse import quote
 from prometheus_client.registry import Collector
 
 from exporter.metrics import catalogue as m
+from exporter.metrics import monitoring
 
 __all__ = [
     "BranchState",
@@ -27,7 +28,7 @@ __all__ = [
     "read_snapshot",
 ]
 
-DEFAULT_PRODUCTION = (re.compile("(?i)prod"),)
+DEFAULT_PRODUCTION = (re.compile(monitoring.PRODUCTION_ENVIRONMENT_REGEX),)
 # Results that count for the success ratio; canceled runs neither pass nor fail.
 DECIDED_RESULTS = ("succeeded", "partially_succeeded", "failed")
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from exporter.metrics import monitoring
 from tests.system_tools import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -31,8 +32,7 @@ ALERTMANAGER = ALERTS / "alertmanager.yml"
 RULE_TESTS = sorted((ALERTS / "tests").glob("*.test.yml"))
 DOCS = ROOT / "docs" / "alerts.md"
 RUNBOOK_BASE = "https://github.com/azdo-exporter/azdo-exporter/blob/main/docs/alerts.md#"
-DASHBOARD_UIDS = {"azdo-pipeline-health", "azdo-pipeline-detail", "azdo-code-review", "azdo-delivery",
-                  "azdo-exporter"}
+DASHBOARD_UIDS = {board.uid for board in monitoring.DASHBOARDS}
 
 
 def _load_generator():
@@ -238,8 +238,9 @@ def _firing_labels() -> dict[str, list[dict]]:
 # (source alert, its label overrides) -> alerts it must silence; every other data alert must stay active
 INHIBITION_SCENARIOS = {
     "down": (("AzdoExporterDown", {}), "all"),
+    # The builds collector also fetches the test results: it feeds AzdoPipelineWithoutTests too.
     "builds-failing": (("AzdoExporterRefreshFailing", {"collector": "builds"}),
-                       {"AzdoDefaultBranchBrokenTooLong", "AzdoBuildBroken"}),
+                       {"AzdoDefaultBranchBrokenTooLong", "AzdoBuildBroken", "AzdoPipelineWithoutTests"}),
     "pull-requests-auth": (("AzdoExporterAuthFailing", {"collector": "pull_requests"}),
                            {"AzdoReviewCoverageLow", "AzdoBranchPolicyBypassed/pull_requests"}),
     "deployments-stale": (("AzdoExporterStale", {"collector": "deployments"}),

@@ -22,6 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.metrics import monitoring
+
 # Metric families of SPEC §4 areas that are not in tests/golden/exposition.prom yet (code review and
 # branch policy, audit, delivery, agents). The dashboards and rules already use them by their SPEC
 # names. Remove each name as its area lands and the golden file gets it:
@@ -35,7 +37,7 @@ PROVISIONING = GRAFANA / "provisioning"
 ALERTS = ROOT / "alerts"
 GOLDEN = ROOT / "tests" / "golden" / "exposition.prom"
 
-EXPECTED_UIDS = {"azdo-pipeline-health", "azdo-pipeline-detail", "azdo-code-review", "azdo-delivery", "azdo-exporter"}
+EXPECTED_UIDS = {board.uid for board in monitoring.DASHBOARDS}
 # Where the dashboard provider reads the JSON inside Grafana; grafana/dashboards is mounted there.
 CONTAINER_DASHBOARDS_DIR = "/var/lib/grafana/dashboards/azdo"
 # Series that Prometheus itself makes, not the exporter.

@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from exporter.config.settings import load_config
+from exporter.metrics import monitoring
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -119,7 +120,8 @@ def test_names_and_labels_refer_to_each_other() -> None:
     assert sts["spec"]["template"]["spec"]["serviceAccountName"] == objects["ServiceAccount"]["metadata"]["name"]
     # The rules select the scrape job by name; the ServiceMonitor's job is the Service's name.
     rules = (ROOT / "alerts" / "azdo-exporter.rules.yml").read_text()
-    assert 'job=~"azdo-exporter.*"' in rules and re.fullmatch("azdo-exporter.*", objects["Service"]["metadata"]["name"])
+    assert monitoring.JOB_SELECTOR in rules
+    assert re.fullmatch(f"{monitoring.JOB}.*", objects["Service"]["metadata"]["name"])
 
 
 def test_config_and_secret_are_mounted_where_the_exporter_reads_them(tmp_path: Path) -> None:
@@ -186,8 +188,8 @@ def test_compose_stack_refers_to_existing_files_ports_and_build_arguments() -> N
     assert {Path(targets[t]).name for t in mounted_rules} == {"azdo-exporter.rules.yml",
                                                               "azdo-exporter.recording.yml"}
     jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
-    assert re.fullmatch("azdo-exporter.*", "azdo-exporter") and "azdo-exporter" in jobs
-    assert jobs["azdo-exporter"]["static_configs"][0]["targets"] == [f"exporter:{PORT}"]
+    assert monitoring.JOB in jobs
+    assert jobs[monitoring.JOB]["static_configs"][0]["targets"] == [f"exporter:{PORT}"]
     assert prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
     # Alertmanager: our example configuration.
     assert targets["/etc/alertmanager/alertmanager.yml"] == "../alerts/alertmanager.yml"

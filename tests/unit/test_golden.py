@@ -25,5 +25,5 @@ def test_golden_file_holds_the_scenarios() -> None:
 def test_readme_metric_table_is_generated_from_the_code() -> None:
     readme = README.read_text(encoding="utf-8")
     start, end = readme.index(TABLE_BEGIN) + len(TABLE_BEGIN), readme.index(TABLE_END)
-    assert readme[start:end].strip() == metric_table(GOLDEN.read_text(encoding="utf-8")).strip(), \
-        "README metric table drifted: run `make golden`"
+    # The table lists the catalogue; tests/unit/test_catalogue.py checks the catalogue against the golden file.
+    assert readme[start:end].strip() == metric_table().strip(), "README metric table drifted: run `make golden`"
