@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from exporter.metrics import catalogue as m
+
 ROOT = Path(__file__).resolve().parent.parent
 PAT = "bench-pat-not-a-secret"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -195,12 +197,15 @@ def wait_ready(proc: Proc, timeout: float) -> float:
     raise RuntimeError(f"exporter not ready within {timeout:.0f}s:\n{proc.log_tail()}")
 
 
+_SELF_METRICS = tuple(name.encode() for name in m.SELF_METRICS)
+
+
 def self_metrics(port: int, timeout: float = 30.0) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """The exporter's own samples (azdo_exporter_*) from one gzip scrape, without parsing the rest."""
     _, body, _ = http_get(f"http://127.0.0.1:{port}/metrics", timeout=timeout, headers={"Accept-Encoding": "gzip"})
     out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     for line in body.split(b"\n"):
-        if line.startswith(b"azdo_exporter_"):
+        if line.startswith(_SELF_METRICS):
             name, labels, value = parse_sample_line(line.decode())
             out[(name, labels)] = value
     return out

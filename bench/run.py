@@ -38,9 +38,13 @@ from bench.harness import (
     total,
     wait_ready,
 )
+from exporter.metrics import catalogue as m
 
 INTERVAL = 10  # seconds, every area: refreshes run most of the time, so scrapes overlap them
 ORG_AREAS = ("agent_pools", "audit")
+# Exposition lines of the self-metrics, and of the builds area's run counter (bytes: the scrape is read raw).
+SELF_METRICS = tuple(name.encode() for name in m.SELF_METRICS)
+RUNS_TOTAL = (m.PIPELINE_RUNS.total + "{").encode()
 # The fixed endpoint names of azdo_exporter_api_requests_total, by the area that sends them (`definitions`,
 # the build definitions listing, is also read by deployments; counted with builds).
 ENDPOINT_AREA = {
@@ -169,14 +173,14 @@ def main(argv: list[str] | None = None) -> int:
             wall = wait_ready(exporter, timeout=max(60.0, args.budget - (time.monotonic() - began)))
             cpu = exporter.cpu_seconds()
             samples = self_metrics(exporter.port)
-            requests = total(samples, "azdo_exporter_api_requests_total")
+            requests = total(samples, m.EXPORTER_API_REQUESTS.total)
             initial_wall.append(wall)
             initial_cpu.append(cpu)
             initial_requests.append(requests)
             peak_rss.append(exporter.peak_rss_bytes() / 2**20)
             by_endpoint: dict[str, float] = {}
             for (name, labels), value in samples.items():
-                if name == "azdo_exporter_api_requests_total":
+                if name == m.EXPORTER_API_REQUESTS.total:
                     endpoint = dict(labels)["endpoint"]
                     by_endpoint[endpoint] = by_endpoint.get(endpoint, 0.0) + value
             print(f"  initial load {run + 1}: {wall:.1f}s wall, {cpu:.1f}s CPU, {requests:.0f} requests ("
@@ -200,18 +204,18 @@ def main(argv: list[str] | None = None) -> int:
                                   headers={"Accept-Encoding": "gzip"})
             own = {}
             for line in full.split(b"\n"):
-                if line.startswith(b"azdo_exporter_"):
+                if line.startswith(SELF_METRICS):
                     name, labels, value = parse_sample_line(line.decode())
                     own[(name, labels)] = value
             cycles = {dict(lb)["collector"]: v for (n, lb), v in own.items()
-                      if n == "azdo_exporter_refresh_duration_seconds_count"}
+                      if n == m.EXPORTER_REFRESH_DURATION_SECONDS.count}
             by_area: dict[str, float] = {}
             for (n, lb), v in own.items():
-                if n == "azdo_exporter_api_requests_total":
+                if n == m.EXPORTER_API_REQUESTS.total:
                     area = ENDPOINT_AREA.get(dict(lb)["endpoint"], "builds")
                     by_area[area] = by_area.get(area, 0.0) + v
             runs = sum(float(line.rsplit(b" ", 1)[1]) for line in full.split(b"\n")
-                       if line.startswith(b"azdo_pipeline_runs_total{"))
+                       if line.startswith(RUNS_TOTAL))
             return time.monotonic(), exporter.cpu_seconds(), cycles, by_area, runs, full
 
         previous = marker()
@@ -275,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         peak_rss.append(exporter.peak_rss_bytes() / 2**20)
         final_peak = peak_rss[-1]
 
-    ratios = [r / m for r, m in zip(steady_requests, minimum, strict=True) if m]
+    ratios = [r / low for r, low in zip(steady_requests, minimum, strict=True) if low]
     p99_ratio = [a / b for a, b in zip(latency_p99, static_p99, strict=True) if b]
     p50_ratio = [a / b for a, b in zip(latency_p50, static_p50, strict=True) if b]
     rows = [

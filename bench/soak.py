@@ -49,6 +49,7 @@ from bench.harness import (
     start_simulator,
     wait_ready,
 )
+from exporter.metrics import catalogue as m
 
 REQUEST_TIMEOUT = 2.0  # the exporter's AZDO_REQUEST_TIMEOUT during the soak
 HEALTH_DEADLINE = 5.0
@@ -65,7 +66,7 @@ class AreaSpec:
     """One area (collector) as the soak sees it."""
 
     collector: str
-    prefixes: tuple[str, ...]  # its metric families' name prefixes
+    prefixes: tuple[str, ...]  # its metric families' names (a sample or _gsum family name starts with one)
     # regex on the URL path: listings only this area requests (each fault step targets every area)
     path: str
     # listings paged with the x-ms-continuationtoken header (the never-ending token applies to them)
@@ -76,53 +77,54 @@ class AreaSpec:
 
 PR_LABELS = ("project", "repository", "target_branch")
 AREAS: tuple[AreaSpec, ...] = (
-    AreaSpec("builds", ("azdo_pipeline_",), r"/_apis/build/builds/?$", True,
-             (("azdo_pipeline_info", "azdo_pipeline_runs_in_progress", ("project", "pipeline")),
-              ("azdo_pipeline_broken", "azdo_pipeline_runs_total", ("project", "pipeline", "branch")))),
-    AreaSpec("pull_requests", ("azdo_pull_request",), r"/_apis/git/pullrequests/?$", False,
-             (("azdo_pull_requests_open", "azdo_pull_requests_bypassed_total", PR_LABELS),
-              ("azdo_pull_requests_open", "azdo_pull_requests_window_bypassed", PR_LABELS),
-              ("azdo_pull_requests_completed_total", "azdo_pull_requests_window_completed",
+    AreaSpec("builds", m.names_of(m.AREA_BUILDS), r"/_apis/build/builds/?$", True,
+             ((m.PIPELINE_INFO.name, m.PIPELINE_RUNS_IN_PROGRESS.name, ("project", "pipeline")),
+              (m.PIPELINE_BROKEN.name, m.PIPELINE_RUNS.total, ("project", "pipeline", "branch")))),
+    AreaSpec("pull_requests", m.names_of(m.AREA_PULL_REQUESTS), r"/_apis/git/pullrequests/?$", False,
+             ((m.PULL_REQUESTS_OPEN.name, m.PULL_REQUESTS_BYPASSED.total, PR_LABELS),
+              (m.PULL_REQUESTS_OPEN.name, m.PULL_REQUESTS_WINDOW_BYPASSED.name, PR_LABELS),
+              (m.PULL_REQUESTS_COMPLETED.total, m.PULL_REQUESTS_WINDOW_COMPLETED.name,
                (*PR_LABELS, "reviewed")))),
-    AreaSpec("policies", ("azdo_branch_policy_",), r"/_apis/policy/configurations/?$", True,
-             (("azdo_branch_policy_min_reviewers", "azdo_branch_policy_enabled",
+    AreaSpec("policies", m.names_of(m.AREA_POLICIES), r"/_apis/policy/configurations/?$", True,
+             ((m.BRANCH_POLICY_MIN_REVIEWERS.name, m.BRANCH_POLICY_ENABLED.name,
                ("project", "repository", "branch")),)),
-    AreaSpec("deployments", ("azdo_deployment",),
+    AreaSpec("deployments", m.names_of(m.AREA_DEPLOYMENTS),
              r"/_apis/(release/deployments|distributedtask/environments(/\d+/environmentdeploymentrecords)?)/?$", True,
-             (("azdo_deployments_total", "azdo_deployments_window",
+             ((m.DEPLOYMENTS.total, m.DEPLOYMENTS_WINDOW.name,
                ("project", "pipeline", "environment", "kind", "result")),)),
-    AreaSpec("agent_pools", ("azdo_agent_pool",), r"/_apis/distributedtask/pools(/\d+/(agents|jobrequests))?/?$", True,
-             (("azdo_agent_pool_agents", "azdo_agent_pool_jobs", ("pool",)),)),
-    AreaSpec("audit", ("azdo_audit_",), r"/_apis/audit/auditlog/?$", False,
-             (("azdo_audit_events_total", "azdo_audit_window_events", ("area", "category", "action")),)),
+    AreaSpec("agent_pools", m.names_of(m.AREA_AGENT_POOLS),
+             r"/_apis/distributedtask/pools(/\d+/(agents|jobrequests))?/?$", True,
+             ((m.AGENT_POOL_AGENTS.name, m.AGENT_POOL_JOBS.name, ("pool",)),)),
+    AreaSpec("audit", m.names_of(m.AREA_AUDIT), r"/_apis/audit/auditlog/?$", False,
+             ((m.AUDIT_EVENTS.total, m.AUDIT_WINDOW_EVENTS.name, ("area", "category", "action")),)),
 )
 COLLECTORS = tuple(a.collector for a in AREAS)
 
 # Since-start families: never decrease while their series exists. Every `_total` counter, and these
 # histograms (their _bucket/_count/_sum).
-SINCE_START_HISTOGRAMS = ("azdo_pipeline_run_duration_seconds", "azdo_pipeline_queue_duration_seconds",
-                          "azdo_pipeline_time_to_fix_seconds", "azdo_pull_request_time_to_merge_seconds",
-                          "azdo_deployment_lead_time_seconds", "azdo_exporter_refresh_duration_seconds",
-                          "azdo_exporter_api_request_duration_seconds")
+SINCE_START_HISTOGRAMS = (m.PIPELINE_RUN_DURATION_SECONDS.name, m.PIPELINE_QUEUE_DURATION_SECONDS.name,
+                          m.PIPELINE_TIME_TO_FIX_SECONDS.name, m.PULL_REQUEST_TIME_TO_MERGE_SECONDS.name,
+                          m.DEPLOYMENT_LEAD_TIME_SECONDS.name, m.EXPORTER_REFRESH_DURATION_SECONDS.name,
+                          m.EXPORTER_API_REQUEST_DURATION_SECONDS.name)
 MONOTONIC_SUFFIXES = ("_total", "_count", "_sum", "_bucket")
 
 # Families left out of the comparison with a fresh `--once` run, by name, and why:
 NOT_COMPARED = {
     # since the exporter started: a fresh process starts them at 0 (checked against the simulator's
     # truth instead, where it can be: runs, completed pull requests, audit entries)
-    "azdo_pipeline_runs_total": "since-start counter",
-    "azdo_pipeline_tests_total": "since-start counter",
-    "azdo_pull_requests_completed_total": "since-start counter",
-    "azdo_pull_requests_bypassed_total": "since-start counter",
-    "azdo_deployments_total": "since-start counter",
-    "azdo_audit_events_total": "since-start counter",
-    "azdo_pipeline_run_duration_seconds": "since-start histogram",
-    "azdo_pipeline_queue_duration_seconds": "since-start histogram",
-    "azdo_pipeline_time_to_fix_seconds": "since-start histogram",
-    "azdo_pull_request_time_to_merge_seconds": "since-start histogram",
-    "azdo_deployment_lead_time_seconds": "since-start histogram",
+    m.PIPELINE_RUNS.total: "since-start counter",
+    m.PIPELINE_TESTS.total: "since-start counter",
+    m.PULL_REQUESTS_COMPLETED.total: "since-start counter",
+    m.PULL_REQUESTS_BYPASSED.total: "since-start counter",
+    m.DEPLOYMENTS.total: "since-start counter",
+    m.AUDIT_EVENTS.total: "since-start counter",
+    m.PIPELINE_RUN_DURATION_SECONDS.name: "since-start histogram",
+    m.PIPELINE_QUEUE_DURATION_SECONDS.name: "since-start histogram",
+    m.PIPELINE_TIME_TO_FIX_SECONDS.name: "since-start histogram",
+    m.PULL_REQUEST_TIME_TO_MERGE_SECONDS.name: "since-start histogram",
+    m.DEPLOYMENT_LEAD_TIME_SECONDS.name: "since-start histogram",
     # now minus broken-since, on the reader's own clock: the two processes read it seconds apart
-    "azdo_pipeline_broken_duration_seconds": "depends on the exporter's clock",
+    m.PIPELINE_BROKEN_DURATION_SECONDS.name: "depends on the exporter's clock",
 }
 # Window gauges: the window's start is the exporter's own clock minus the lookback (and the audit
 # log is read up to the exporter's own now); the two runs read their clocks seconds apart, so a
@@ -357,7 +359,7 @@ class Watcher:
             area = area_of(name)
             if area is not None:
                 by_area[area].add(name)
-            elif not name.startswith("azdo_exporter_"):
+            elif not name.startswith(m.SELF_METRICS):
                 self.fail(f"family {name} belongs to no area the soak knows")
         for area, names in by_area.items():
             first = self.area_families.setdefault(area, names)
@@ -370,10 +372,10 @@ class Watcher:
                 if a != b:
                     self.fail(f"{spec.collector}: {one} and {other} disagree on their {'/'.join(labels)} within "
                               f"one scrape (a mixed or half-applied snapshot): {sorted(a ^ b)[:3]}")
-        pipelines = {_labels(lb, "project", "pipeline") for n, lb in samples if n == "azdo_pipeline_info"}
-        branches = {_labels(lb, "project", "pipeline") for n, lb in samples if n == "azdo_pipeline_broken"}
+        pipelines = {_labels(lb, "project", "pipeline") for n, lb in samples if n == m.PIPELINE_INFO.name}
+        branches = {_labels(lb, "project", "pipeline") for n, lb in samples if n == m.PIPELINE_BROKEN.name}
         if not branches <= pipelines:
-            self.fail("builds: branches of pipelines without azdo_pipeline_info within one scrape")
+            self.fail(f"builds: branches of pipelines without {m.PIPELINE_INFO} within one scrape")
 
     def _check_monotonic(self, samples: Samples) -> None:
         previous = self._previous
@@ -624,23 +626,23 @@ def run_soak(duration: float, *, interval: float = 5.0, speed: float = 30.0, sca
         recovery_deadline = max(time.monotonic() + interval * 6 + 30, soak_began + duration)
 
         def cycles() -> dict[str, float]:
-            return {c: _sum(watcher.latest, "azdo_exporter_refresh_duration_seconds_count", collector=c)
+            return {c: _sum(watcher.latest, m.EXPORTER_REFRESH_DURATION_SECONDS.count, collector=c)
                     for c in COLLECTORS}
 
         def refreshed_ok(after: dict[str, float]) -> Callable[[], bool]:
             """Every collector succeeded in its latest refresh and refreshed twice more since `after`."""
             def check() -> bool:
                 latest = watcher.latest
-                return all(_sum(latest, "azdo_exporter_refresh_success", collector=c) == 1 and
-                           _sum(latest, "azdo_exporter_refresh_duration_seconds_count", collector=c) >= n + 2
+                return all(_sum(latest, m.EXPORTER_REFRESH_SUCCESS.name, collector=c) == 1 and
+                           _sum(latest, m.EXPORTER_REFRESH_DURATION_SECONDS.count, collector=c) >= n + 2
                            for c, n in after.items())
             return check
 
         def not_recovered(after: dict[str, float]) -> list[str]:
             latest = watcher.latest
             return [c for c, n in after.items()
-                    if not (_sum(latest, "azdo_exporter_refresh_success", collector=c) == 1 and
-                            _sum(latest, "azdo_exporter_refresh_duration_seconds_count", collector=c) >= n + 2)]
+                    if not (_sum(latest, m.EXPORTER_REFRESH_SUCCESS.name, collector=c) == 1 and
+                            _sum(latest, m.EXPORTER_REFRESH_DURATION_SECONDS.count, collector=c) >= n + 2)]
 
         before = cycles()
         if not _wait(refreshed_ok(before), timeout=max(10.0, recovery_deadline - time.monotonic())):
@@ -681,7 +683,7 @@ def run_soak(duration: float, *, interval: float = 5.0, speed: float = 30.0, sca
 
 
 def _has_project(samples: Samples, project: str) -> bool:
-    return any(n == "azdo_pipeline_info" and ("project", project) in lb for n, lb in samples)
+    return any(n == m.PIPELINE_INFO.name and ("project", project) in lb for n, lb in samples)
 
 
 def _is_window(name: str) -> bool:
@@ -721,22 +723,22 @@ def _compare(final: Samples, fresh: Samples, report: Report, watcher: Watcher) -
 
 def _check_reasons(final: Samples, report: Report, watcher: Watcher) -> None:
     """Each collector reports every fault that hit its endpoints, under the right reason, and nothing else."""
-    report.reasons = {c: {r: _sum(final, "azdo_exporter_refresh_errors_total", collector=c, reason=r)
+    report.reasons = {c: {r: _sum(final, m.EXPORTER_REFRESH_ERRORS.total, collector=c, reason=r)
                           for r in ALL_REASONS} for c in COLLECTORS}
-    report.throttled = _sum(final, "azdo_exporter_throttled_total")
+    report.throttled = _sum(final, m.EXPORTER_THROTTLED.total)
     for collector, reasons in expected_reasons().items():
         for reason in sorted(reasons):
             if report.reasons[collector][reason] <= 0:
-                watcher.fail(f'azdo_exporter_refresh_errors_total{{collector="{collector}",reason="{reason}"}} '
+                watcher.fail(f'{m.EXPORTER_REFRESH_ERRORS.total}{{collector="{collector}",reason="{reason}"}} '
                              "never increased")
         for reason in UNEXPECTED_REASONS:
             if report.reasons[collector][reason] > 0:
                 watcher.fail(f"{collector} failed {report.reasons[collector][reason]:.0f} refreshes with reason "
                              f"{reason}, which no fault causes")
     if report.throttled <= 0:
-        watcher.fail("azdo_exporter_throttled_total never increased")
-    if _sum(final, "azdo_exporter_api_requests_total", code="timeout") <= 0:
-        watcher.fail('azdo_exporter_api_requests_total{code="timeout"} never increased')
+        watcher.fail(f"{m.EXPORTER_THROTTLED.total} never increased")
+    if _sum(final, m.EXPORTER_API_REQUESTS.total, code="timeout") <= 0:
+        watcher.fail(f'{m.EXPORTER_API_REQUESTS.total}{{code="timeout"}} never increased')
 
 
 def _increase(first: Samples, final: Samples, name: str, *labels: str) -> dict[tuple[str, ...], float]:
@@ -770,8 +772,8 @@ def _check_runs(sim: Simulator, first: Samples, final: Samples, t_first: float, 
                 report: Report, watcher: Watcher) -> None:
     """Runs counted since the first scrape against the runs the simulator completed meanwhile."""
     ids = {(_labels(lb, "project")[0], _labels(lb, "pipeline")[0]): int(dict(lb)["pipeline_id"])
-           for n, lb in final if n == "azdo_pipeline_info"}
-    increase = _increase(first, final, "azdo_pipeline_runs_total", "project", "pipeline", "branch")
+           for n, lb in final if n == m.PIPELINE_INFO.name}
+    increase = _increase(first, final, m.PIPELINE_RUNS.total, "project", "pipeline", "branch")
     counted = {(p, ids[(p, name)], b): v for (p, name, b), v in increase.items()}
     upper: dict[tuple[str, int, str], int] = {}
     lower: dict[tuple[str, int, str], int] = {}
@@ -789,7 +791,7 @@ def _check_runs(sim: Simulator, first: Samples, final: Samples, t_first: float, 
 def _check_pull_requests(sim: Simulator, first: Samples, final: Samples, t_first: float, t_last: float, lag: float,
                          report: Report, watcher: Watcher) -> None:
     """Pull requests counted as completed since the first scrape against those the simulator closed."""
-    counted = _increase(first, final, "azdo_pull_requests_completed_total", *PR_LABELS, "reviewed")
+    counted = _increase(first, final, m.PULL_REQUESTS_COMPLETED.total, *PR_LABELS, "reviewed")
     upper: dict[tuple[str, ...], int] = {}
     lower: dict[tuple[str, ...], int] = {}
     for project in sorted({k[0] for k in counted}):
@@ -807,7 +809,7 @@ def _check_audit(sim: Simulator, first: Samples, final: Samples, wall_first: flo
                  report: Report, watcher: Watcher) -> None:
     """Audit entries counted since the first scrape against the entries logged meanwhile. The audit area
     reads the log up to its own clock's now (not the simulator's), so the bounds are in wall time."""
-    counted = _increase(first, final, "azdo_audit_events_total", "area", "category", "action")
+    counted = _increase(first, final, m.AUDIT_EVENTS.total, "area", "category", "action")
     upper = dict(sim.audit_entries_between(wall_first - lag, wall_last + 1))
     lower = {k: n for k, n in sim.audit_entries_between(wall_first, wall_last - lag).items()}
     report.truths["audit"] = _bounded("audit entries", counted, lower, upper, watcher)

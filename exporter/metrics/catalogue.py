@@ -353,3 +353,12 @@ def family_of(series: str) -> Family | None:
         if series.endswith(suffix) and series[: -len(suffix)] in BY_NAME:
             return BY_NAME[series[: -len(suffix)]]
     return None
+
+
+def names_of(*areas: str) -> tuple[str, ...]:
+    """The family names of the areas, e.g. to tell an exposition line's area by `startswith`."""
+    return tuple(family.name for family in ALL if family.area in areas)
+
+
+# The exporter's own families (its self-metrics and the digest's counter), as opposed to proxied data.
+SELF_METRICS: tuple[str, ...] = names_of(AREA_EXPORTER, AREA_DIGEST)

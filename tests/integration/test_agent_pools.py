@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from exporter.metrics import catalogue as m
 from exporter.simulator import pools_model as pm
 from exporter.simulator.model import Organization
 from exporter.simulator.server import Fault, SimulatorServer
@@ -26,13 +27,13 @@ def test_saturated_pool_and_agent_states(sim: SimulatorServer, empty_org: Organi
     pm.add_pool(empty_org, "windows")
     exporter = make_exporter(sim, **ONLY)
     assert exporter.refresh_all_once() == {"agent_pools": None}
-    assert sample(exporter, "azdo_agent_pool_jobs", pool="linux", state="queued") == 12
-    assert sample(exporter, "azdo_agent_pool_jobs", pool="linux", state="running") == 3
-    assert sample(exporter, "azdo_agent_pool_agents", pool="linux", status="online", enabled="true") == 3
-    assert sample(exporter, "azdo_agent_pool_agents", pool="linux", status="offline", enabled="true") == 1
-    assert sample(exporter, "azdo_agent_pool_agents", pool="linux", status="online", enabled="false") == 1
-    assert sample(exporter, "azdo_agent_pool_agents", pool="windows", status="online", enabled="true") == 0
-    assert sample(exporter, "azdo_agent_pool_jobs", pool="windows", state="queued") == 0
+    assert sample(exporter, m.AGENT_POOL_JOBS.name, pool="linux", state="queued") == 12
+    assert sample(exporter, m.AGENT_POOL_JOBS.name, pool="linux", state="running") == 3
+    assert sample(exporter, m.AGENT_POOL_AGENTS.name, pool="linux", status="online", enabled="true") == 3
+    assert sample(exporter, m.AGENT_POOL_AGENTS.name, pool="linux", status="offline", enabled="true") == 1
+    assert sample(exporter, m.AGENT_POOL_AGENTS.name, pool="linux", status="online", enabled="false") == 1
+    assert sample(exporter, m.AGENT_POOL_AGENTS.name, pool="windows", status="online", enabled="true") == 0
+    assert sample(exporter, m.AGENT_POOL_JOBS.name, pool="windows", state="queued") == 0
     jobs = [r for r in sim.requests if r.path.endswith("/jobrequests")]
     assert len(jobs) == 2 and all(r.params == {"completedRequestCount": "0", "api-version": "7.1-preview.1"}
                                   for r in jobs)
@@ -50,14 +51,14 @@ def test_failed_pool_keeps_its_last_numbers_and_deleted_pool_leaves(
     sim.faults.add(Fault(kind="status", status=500, path=rf"/pools/{linux.id}/jobrequests"))
     errors = exporter.refresh_all_once()
     assert errors["agent_pools"] is not None and "pool linux" in errors["agent_pools"]
-    assert sample(exporter, "azdo_agent_pool_jobs", pool="linux", state="queued") == 1
-    assert sample(exporter, "azdo_exporter_refresh_success", collector="agent_pools") == 0
+    assert sample(exporter, m.AGENT_POOL_JOBS.name, pool="linux", state="queued") == 1
+    assert sample(exporter, m.EXPORTER_REFRESH_SUCCESS.name, collector="agent_pools") == 0
     sim.faults.clear()
     with empty_org.lock:
         del pm.data(empty_org).pools[pm.pool(empty_org, "mac").id]
     assert exporter.refresh_all_once() == {"agent_pools": None}
-    assert sample(exporter, "azdo_agent_pool_jobs", pool="linux", state="queued") == 2
-    assert sample(exporter, "azdo_agent_pool_jobs", pool="mac", state="queued") is None
+    assert sample(exporter, m.AGENT_POOL_JOBS.name, pool="linux", state="queued") == 2
+    assert sample(exporter, m.AGENT_POOL_JOBS.name, pool="mac", state="queued") is None
 
 
 def test_generated_organization_has_a_saturated_pool(clock: FakeClock) -> None:

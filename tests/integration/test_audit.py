@@ -8,6 +8,7 @@ import pytest
 
 import exporter.areas.audit
 from exporter.azdo.fields import format_time
+from exporter.metrics import catalogue as m
 from exporter.simulator.audit_model import add_entry, set_mode
 from exporter.simulator.model import Organization
 from exporter.simulator.server import SimulatorServer
@@ -22,11 +23,11 @@ TOKEN = {"area": "Token", "category": "create", "action": "Token.PatCreateEvent"
 
 
 def total(exporter: object, key: dict[str, str]) -> float | None:
-    return sample(exporter, "azdo_audit_events_total", **key)  # type: ignore[arg-type]
+    return sample(exporter, m.AUDIT_EVENTS.total, **key)  # type: ignore[arg-type]
 
 
 def window(exporter: object, key: dict[str, str]) -> float | None:
-    return sample(exporter, "azdo_audit_window_events", **key)  # type: ignore[arg-type]
+    return sample(exporter, m.AUDIT_WINDOW_EVENTS.name, **key)  # type: ignore[arg-type]
 
 
 def add(org: Organization, timestamp: float, key: dict[str, str]) -> None:
@@ -102,8 +103,8 @@ def test_an_unreadable_audit_log_fails_the_collector_with_one_clear_message(
     assert message is not None and "View audit log" in message and "Entra ID" in message
     assert "intervals.audit: 0" in message
     assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
-    assert sample(exp, "azdo_exporter_refresh_success", collector="audit") == 0
-    assert sample(exp, "azdo_exporter_refresh_errors_total", collector="audit", reason=reason) == 1
+    assert sample(exp, m.EXPORTER_REFRESH_SUCCESS.name, collector="audit") == 0
+    assert sample(exp, m.EXPORTER_REFRESH_ERRORS.total, collector="audit", reason=reason) == 1
     assert total(exp, BYPASS) is None  # no numbers before the first good read
     # Once readable, the collector recovers.
     set_mode(empty_org, "enabled")

@@ -18,6 +18,7 @@ from exporter.areas.base import RefreshError
 from exporter.azdo.auth import BearerCredential, CredentialError, PatCredential
 from exporter.azdo.client import ApiError, AzureDevOpsClient
 from exporter.logging_setup import JsonFormatter
+from exporter.metrics import catalogue as m
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.serve.scheduler import Scheduler
 from exporter.simulator.server import SimulatorServer
@@ -90,14 +91,14 @@ def test_scheduler_reports_readiness_and_counts_failures() -> None:
     assert scheduler.ready() is False
     assert scheduler.run_once(area) is False
     assert scheduler.ready() is False
-    assert registry.get_sample_value("azdo_exporter_refresh_success", {"collector": "flaky"}) == 0
-    assert registry.get_sample_value("azdo_exporter_refresh_errors_total",
+    assert registry.get_sample_value(m.EXPORTER_REFRESH_SUCCESS.name, {"collector": "flaky"}) == 0
+    assert registry.get_sample_value(m.EXPORTER_REFRESH_ERRORS.total,
                                      {"collector": "flaky", "reason": "http_5xx"}) == 1
-    assert registry.get_sample_value("azdo_exporter_refresh_errors_total",
+    assert registry.get_sample_value(m.EXPORTER_REFRESH_ERRORS.total,
                                      {"collector": "flaky", "reason": "auth"}) == 0
     assert scheduler.run_once(area) is True
     assert scheduler.ready() is True
-    assert registry.get_sample_value("azdo_exporter_last_refresh_success_timestamp_seconds",
+    assert registry.get_sample_value(m.EXPORTER_LAST_REFRESH_SUCCESS_TIMESTAMP_SECONDS.name,
                                      {"collector": "flaky"}) == 1000.0
 
 

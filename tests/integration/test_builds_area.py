@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from exporter.metrics import catalogue as m
 from exporter.simulator.model import Organization
 from exporter.simulator.server import SimulatorServer
 from tests.conftest import ExporterFactory, FakeClock, sample
@@ -36,24 +37,24 @@ def test_broken_branch_and_its_metrics(sim: SimulatorServer, empty_org: Organiza
     exporter = make_exporter(sim)
     assert exporter.refresh_all_once()["builds"] is None
     main = labels()
-    assert sample(exporter, "azdo_pipeline_info", project="Payments", pipeline="infra/deploy-api",
+    assert sample(exporter, m.PIPELINE_INFO.name, project="Payments", pipeline="infra/deploy-api",
                   pipeline_id=str(p.id), repository="payments", default_branch="main") == 1
-    assert sample(exporter, "azdo_pipeline_broken", **main) == 1
-    assert sample(exporter, "azdo_pipeline_broken_since_timestamp_seconds", **main) == start + H
-    assert sample(exporter, "azdo_pipeline_broken_duration_seconds", **main) == clock.now - (start + H)
-    assert sample(exporter, "azdo_pipeline_consecutive_failures", **main) == 2
-    assert sample(exporter, "azdo_pipeline_last_run_result", **main, result="failed") == 1
-    assert sample(exporter, "azdo_pipeline_last_run_result", **main, result="succeeded") == 0
-    assert sample(exporter, "azdo_pipeline_last_run_finished_timestamp_seconds", **main) == start + 3 * H
-    assert sample(exporter, "azdo_pipeline_last_run_duration_seconds", **main) == 600
-    assert sample(exporter, "azdo_pipeline_window_runs", **main, result="failed") == 2
-    assert sample(exporter, "azdo_pipeline_window_runs", **main, result="canceled") == 1
-    assert sample(exporter, "azdo_pipeline_window_runs", **main, result="succeeded") == 1
+    assert sample(exporter, m.PIPELINE_BROKEN.name, **main) == 1
+    assert sample(exporter, m.PIPELINE_BROKEN_SINCE_TIMESTAMP_SECONDS.name, **main) == start + H
+    assert sample(exporter, m.PIPELINE_BROKEN_DURATION_SECONDS.name, **main) == clock.now - (start + H)
+    assert sample(exporter, m.PIPELINE_CONSECUTIVE_FAILURES.name, **main) == 2
+    assert sample(exporter, m.PIPELINE_LAST_RUN_RESULT.name, **main, result="failed") == 1
+    assert sample(exporter, m.PIPELINE_LAST_RUN_RESULT.name, **main, result="succeeded") == 0
+    assert sample(exporter, m.PIPELINE_LAST_RUN_FINISHED_TIMESTAMP_SECONDS.name, **main) == start + 3 * H
+    assert sample(exporter, m.PIPELINE_LAST_RUN_DURATION_SECONDS.name, **main) == 600
+    assert sample(exporter, m.PIPELINE_WINDOW_RUNS.name, **main, result="failed") == 2
+    assert sample(exporter, m.PIPELINE_WINDOW_RUNS.name, **main, result="canceled") == 1
+    assert sample(exporter, m.PIPELINE_WINDOW_RUNS.name, **main, result="succeeded") == 1
     # Counters count runs seen since start: the initial window load is history, not events.
-    assert sample(exporter, "azdo_pipeline_runs_total", **main, result="failed") == 0
-    assert sample(exporter, "azdo_pipeline_has_tests", **main) == 1
-    assert sample(exporter, "azdo_pipeline_last_run_tests", **main, outcome="failed") == 2
-    assert sample(exporter, "azdo_pipeline_last_run_tests", **main, outcome="passed") == 10
+    assert sample(exporter, m.PIPELINE_RUNS.total, **main, result="failed") == 0
+    assert sample(exporter, m.PIPELINE_HAS_TESTS.name, **main) == 1
+    assert sample(exporter, m.PIPELINE_LAST_RUN_TESTS.name, **main, outcome="failed") == 2
+    assert sample(exporter, m.PIPELINE_LAST_RUN_TESTS.name, **main, outcome="passed") == 10
 
 
 def test_fix_after_start_counts_runs_and_time_to_fix_once(sim: SimulatorServer, empty_org: Organization,
@@ -70,19 +71,19 @@ def test_fix_after_start_counts_runs_and_time_to_fix_once(sim: SimulatorServer, 
     add_runs(empty_org, "Payments", p.id, "main", ["succeeded"], clock.now - 60, tests=(6, 0, 0))
     exporter.refresh_all_once()
     exporter.refresh_all_once()  # the watermark overlap re-reads the run: it must not count twice
-    assert sample(exporter, "azdo_pipeline_broken", **main) == 0
-    assert sample(exporter, "azdo_pipeline_broken_since_timestamp_seconds", **main) is None
-    assert sample(exporter, "azdo_pipeline_consecutive_failures", **main) == 0
-    assert sample(exporter, "azdo_pipeline_runs_total", **main, result="succeeded") == 1
-    assert sample(exporter, "azdo_pipeline_runs_total", **main, result="failed") == 0
-    assert sample(exporter, "azdo_pipeline_tests_total", **main, outcome="passed") == 6
+    assert sample(exporter, m.PIPELINE_BROKEN.name, **main) == 0
+    assert sample(exporter, m.PIPELINE_BROKEN_SINCE_TIMESTAMP_SECONDS.name, **main) is None
+    assert sample(exporter, m.PIPELINE_CONSECUTIVE_FAILURES.name, **main) == 0
+    assert sample(exporter, m.PIPELINE_RUNS.total, **main, result="succeeded") == 1
+    assert sample(exporter, m.PIPELINE_RUNS.total, **main, result="failed") == 0
+    assert sample(exporter, m.PIPELINE_TESTS.total, **main, outcome="passed") == 6
     broken_for = (clock.now - 60) - (start + H)
-    assert sample(exporter, "azdo_pipeline_time_to_fix_seconds_count", **main) == 1
-    assert sample(exporter, "azdo_pipeline_time_to_fix_seconds_sum", **main) == broken_for
-    assert sample(exporter, "azdo_pipeline_window_time_to_fix_seconds_gcount", **main) == 1
-    assert sample(exporter, "azdo_pipeline_run_duration_seconds_count", project="Payments",
+    assert sample(exporter, m.PIPELINE_TIME_TO_FIX_SECONDS.count, **main) == 1
+    assert sample(exporter, m.PIPELINE_TIME_TO_FIX_SECONDS.sum, **main) == broken_for
+    assert sample(exporter, m.PIPELINE_WINDOW_TIME_TO_FIX_SECONDS.gcount, **main) == 1
+    assert sample(exporter, m.PIPELINE_RUN_DURATION_SECONDS.count, project="Payments",
                   pipeline="infra/deploy-api") == 1
-    assert sample(exporter, "azdo_pipeline_queue_duration_seconds_sum", project="Payments",
+    assert sample(exporter, m.PIPELINE_QUEUE_DURATION_SECONDS.sum, project="Payments",
                   pipeline="infra/deploy-api") == 100
 
 
@@ -96,11 +97,11 @@ def test_last_success_before_the_window_is_asked_for_once(sim: SimulatorServer, 
     exporter = make_exporter(sim)
     exporter.refresh_all_once()
     main = {"project": "Platform", "pipeline": "core-ci", "branch": "main"}
-    assert sample(exporter, "azdo_pipeline_broken", **main) == 1
+    assert sample(exporter, m.PIPELINE_BROKEN.name, **main) == 1
     # Broken since the first failure after the last success, which lies before the 30-day window.
-    assert sample(exporter, "azdo_pipeline_broken_since_timestamp_seconds", **main) == clock.now - 35 * DAY
-    assert sample(exporter, "azdo_pipeline_consecutive_failures", **main) == 6
-    assert sample(exporter, "azdo_pipeline_window_runs", **main, result="failed") == 3
+    assert sample(exporter, m.PIPELINE_BROKEN_SINCE_TIMESTAMP_SECONDS.name, **main) == clock.now - 35 * DAY
+    assert sample(exporter, m.PIPELINE_CONSECUTIVE_FAILURES.name, **main) == 6
+    assert sample(exporter, m.PIPELINE_WINDOW_RUNS.name, **main, result="failed") == 3
     lookups = [r.params for r in sim.requests if r.path.endswith("/build/builds") and "maxTime" in r.params]
     assert len(lookups) == 1
     lookup = lookups[0]
@@ -124,9 +125,9 @@ def test_never_succeeded_branch(sim: SimulatorServer, empty_org: Organization, c
     exporter = make_exporter(sim)
     exporter.refresh_all_once()
     main = {"project": "Platform", "pipeline": "tools/legacy-nightly", "branch": "main"}
-    assert sample(exporter, "azdo_pipeline_broken_since_timestamp_seconds", **main) == first
-    assert sample(exporter, "azdo_pipeline_consecutive_failures", **main) == 20
-    assert sample(exporter, "azdo_pipeline_has_tests", **main) == 0
+    assert sample(exporter, m.PIPELINE_BROKEN_SINCE_TIMESTAMP_SECONDS.name, **main) == first
+    assert sample(exporter, m.PIPELINE_CONSECUTIVE_FAILURES.name, **main) == 20
+    assert sample(exporter, m.PIPELINE_HAS_TESTS.name, **main) == 0
 
 
 def test_partially_succeeded_default_and_configured(sim: SimulatorServer, empty_org: Organization,
@@ -138,12 +139,12 @@ def test_partially_succeeded_default_and_configured(sim: SimulatorServer, empty_
     main = labels(pipeline="mobile/app-ci")
     default = make_exporter(sim)
     default.refresh_all_once()
-    assert sample(default, "azdo_pipeline_broken", **main) == 0
-    assert sample(default, "azdo_pipeline_last_run_result", **main, result="partially_succeeded") == 1
+    assert sample(default, m.PIPELINE_BROKEN.name, **main) == 0
+    assert sample(default, m.PIPELINE_LAST_RUN_RESULT.name, **main, result="partially_succeeded") == 1
     strict = make_exporter(sim, broken_results=["failed", "partiallySucceeded"])
     strict.refresh_all_once()
-    assert sample(strict, "azdo_pipeline_broken", **main) == 1
-    assert sample(strict, "azdo_pipeline_broken_since_timestamp_seconds", **main) == clock.now - 2 * H
+    assert sample(strict, m.PIPELINE_BROKEN.name, **main) == 1
+    assert sample(strict, m.PIPELINE_BROKEN_SINCE_TIMESTAMP_SECONDS.name, **main) == clock.now - 2 * H
 
 
 def test_in_progress_and_queued_runs(sim: SimulatorServer, empty_org: Organization, clock: FakeClock,
@@ -159,16 +160,16 @@ def test_in_progress_and_queued_runs(sim: SimulatorServer, empty_org: Organizati
     exporter = make_exporter(sim)
     exporter.refresh_all_once()
     pl = {"project": "Payments", "pipeline": "infra/deploy-api"}
-    assert sample(exporter, "azdo_pipeline_runs_in_progress", **pl) == 1
-    assert sample(exporter, "azdo_pipeline_runs_queued", **pl) == 1
+    assert sample(exporter, m.PIPELINE_RUNS_IN_PROGRESS.name, **pl) == 1
+    assert sample(exporter, m.PIPELINE_RUNS_QUEUED.name, **pl) == 1
     # The in-progress run is not a completed run: the latest result is still the success.
-    assert sample(exporter, "azdo_pipeline_last_run_result", **labels(), result="succeeded") == 1
+    assert sample(exporter, m.PIPELINE_LAST_RUN_RESULT.name, **labels(), result="succeeded") == 1
     empty_org.complete_run(running.id, "failed", clock.now - 10)
     clock.advance(30)
     exporter.refresh_all_once()
-    assert sample(exporter, "azdo_pipeline_runs_in_progress", **pl) == 0
-    assert sample(exporter, "azdo_pipeline_broken", **labels()) == 1
-    assert sample(exporter, "azdo_pipeline_runs_total", **labels(), result="failed") == 1
+    assert sample(exporter, m.PIPELINE_RUNS_IN_PROGRESS.name, **pl) == 0
+    assert sample(exporter, m.PIPELINE_BROKEN.name, **labels()) == 1
+    assert sample(exporter, m.PIPELINE_RUNS.total, **labels(), result="failed") == 1
 
 
 def test_pull_request_and_untracked_branches_never_become_series(sim: SimulatorServer, empty_org: Organization,
@@ -181,8 +182,8 @@ def test_pull_request_and_untracked_branches_never_become_series(sim: SimulatorS
         add_runs(empty_org, "Payments", p.id, branch, ["failed"], clock.now - H)
     exporter = make_exporter(sim)
     exporter.refresh_all_once()
-    branches = {s.labels["branch"] for m in exporter.registry.collect() if m.name == "azdo_pipeline_broken"
-                for s in m.samples}
+    branches = {s.labels["branch"] for fam in exporter.registry.collect() if fam.name == m.PIPELINE_BROKEN.name
+                for s in fam.samples}
     assert branches == {"main", "release/2026.11"}
 
 
@@ -198,15 +199,15 @@ def test_deleted_pipeline_and_removed_project_leave_at_next_refresh(sim: Simulat
         add_runs(empty_org, project, pipeline.id, "main", ["succeeded"], clock.now - H)
     exporter = make_exporter(sim)
     exporter.refresh_all_once()
-    assert sample(exporter, "azdo_pipeline_broken", project="Payments", pipeline="b", branch="main") == 0
+    assert sample(exporter, m.PIPELINE_BROKEN.name, project="Payments", pipeline="b", branch="main") == 0
     empty_org.delete_pipeline("Payments", b.id)
     empty_org.remove_project("Platform")
     clock.advance(60)
     exporter.refresh_all_once()
-    text = "\n".join(f"{s.name}{s.labels}" for m in exporter.registry.collect() for s in m.samples)
+    text = "\n".join(f"{s.name}{s.labels}" for fam in exporter.registry.collect() for s in fam.samples)
     assert "'pipeline': 'b'" not in text
     assert "Platform" not in text
-    assert sample(exporter, "azdo_pipeline_broken", project="Payments", pipeline="a", branch="main") == 0
+    assert sample(exporter, m.PIPELINE_BROKEN.name, project="Payments", pipeline="a", branch="main") == 0
 
 
 def test_filtered_pipelines_are_not_exported(sim: SimulatorServer, empty_org: Organization, clock: FakeClock,
@@ -220,8 +221,8 @@ def test_filtered_pipelines_are_not_exported(sim: SimulatorServer, empty_org: Or
         add_runs(empty_org, "Payments", pipeline.id, "main", ["failed"], clock.now - H)
     exporter = make_exporter(sim, pipelines={"include": ["*"], "exclude": ["experiments/*"]})
     exporter.refresh_all_once()
-    assert sample(exporter, "azdo_pipeline_broken", **labels()) == 1
-    assert sample(exporter, "azdo_pipeline_broken", **labels(pipeline="experiments/sandbox")) is None
+    assert sample(exporter, m.PIPELINE_BROKEN.name, **labels()) == 1
+    assert sample(exporter, m.PIPELINE_BROKEN.name, **labels(pipeline="experiments/sandbox")) is None
 
 
 def test_one_failing_project_keeps_its_last_numbers_and_others_refresh(sim: SimulatorServer,
@@ -243,15 +244,15 @@ def test_one_failing_project_keeps_its_last_numbers_and_others_refresh(sim: Simu
     clock.advance(60)
     errors = exporter.refresh_all_once()
     assert errors["builds"] and "Platform" in str(errors["builds"])
-    assert sample(exporter, "azdo_pipeline_broken", project="Payments", pipeline="a", branch="main") == 1
-    assert sample(exporter, "azdo_pipeline_broken", project="Platform", pipeline="c", branch="main") == 0
-    assert sample(exporter, "azdo_exporter_refresh_success", collector="builds") == 0
-    assert sample(exporter, "azdo_exporter_refresh_errors_total", collector="builds", reason="http_5xx") == 1
+    assert sample(exporter, m.PIPELINE_BROKEN.name, project="Payments", pipeline="a", branch="main") == 1
+    assert sample(exporter, m.PIPELINE_BROKEN.name, project="Platform", pipeline="c", branch="main") == 0
+    assert sample(exporter, m.EXPORTER_REFRESH_SUCCESS.name, collector="builds") == 0
+    assert sample(exporter, m.EXPORTER_REFRESH_ERRORS.total, collector="builds", reason="http_5xx") == 1
     sim.faults.clear()
     clock.advance(60)
     assert exporter.refresh_all_once()["builds"] is None
-    assert sample(exporter, "azdo_pipeline_broken", project="Platform", pipeline="c", branch="main") == 1
-    assert sample(exporter, "azdo_pipeline_runs_total", project="Platform", pipeline="c", branch="main",
+    assert sample(exporter, m.PIPELINE_BROKEN.name, project="Platform", pipeline="c", branch="main") == 1
+    assert sample(exporter, m.PIPELINE_RUNS.total, project="Platform", pipeline="c", branch="main",
                   result="failed") == 1
 
 
@@ -281,5 +282,5 @@ def test_a_project_deleted_during_its_refresh_leaves_without_failing_it(
 
     monkeypatch.setattr(AzureDevOpsClient, "pages_by_token", pages)
     assert exporter.refresh_all_once() == {"builds": None}
-    assert sample(exporter, "azdo_exporter_refresh_errors_total", collector="builds", reason="http_4xx") == 0
-    assert not [s for m in exporter.registry.collect() for s in m.samples if s.labels.get("project") == "Beta"]
+    assert sample(exporter, m.EXPORTER_REFRESH_ERRORS.total, collector="builds", reason="http_4xx") == 0
+    assert not [s for fam in exporter.registry.collect() for s in fam.samples if s.labels.get("project") == "Beta"]

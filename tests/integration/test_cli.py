@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from exporter.metrics import catalogue as m
 from exporter.simulator.model import Organization
 from exporter.simulator.server import SimulatorServer
 from tests.conftest import PAT, FakeClock
@@ -84,15 +85,15 @@ def live_sim(clock: FakeClock) -> Iterator[SimulatorServer]:
 def test_once_prints_the_exposition_and_exits_0(live_sim: SimulatorServer) -> None:
     result = run_cli("--once", env={"AZDO_ORG_URL": live_sim.base_url, "AZDO_PAT": PAT})
     assert result.returncode == 0, result.stderr
-    assert 'azdo_pipeline_broken{branch="main",pipeline="infra/deploy-api",project="Payments"} 1.0' in result.stdout
-    assert 'azdo_exporter_refresh_success{collector="builds"} 1.0' in result.stdout
+    assert f'{m.PIPELINE_BROKEN}{{branch="main",pipeline="infra/deploy-api",project="Payments"}} 1.0' in result.stdout
+    assert f'{m.EXPORTER_REFRESH_SUCCESS}{{collector="builds"}} 1.0' in result.stdout
 
 
 def test_once_exits_1_with_the_reason_when_a_collector_fails(live_sim: SimulatorServer) -> None:
     result = run_cli("--once", env={"AZDO_ORG_URL": live_sim.base_url, "AZDO_PAT": "wrong"})
     assert result.returncode == 1
     assert "collector builds failed" in result.stderr and "access denied" in result.stderr
-    assert 'azdo_exporter_refresh_success{collector="builds"} 0.0' in result.stdout
+    assert f'{m.EXPORTER_REFRESH_SUCCESS}{{collector="builds"}} 0.0' in result.stdout
 
 
 def test_demo_serves_metrics_and_stops_on_sigterm_within_5_seconds() -> None:
@@ -117,9 +118,9 @@ def test_demo_serves_metrics_and_stops_on_sigterm_within_5_seconds() -> None:
         raw = requests.get(f"{base}/metrics", headers={"Accept-Encoding": "gzip"}, timeout=10, stream=True)
         assert raw.headers["Content-Encoding"] == "gzip"
         text = gzip.decompress(raw.raw.read()).decode()
-        assert 'azdo_pipeline_broken{branch="main",pipeline="infra/deploy-api",project="Payments"} 1.0' in text
+        assert f'{m.PIPELINE_BROKEN}{{branch="main",pipeline="infra/deploy-api",project="Payments"}} 1.0' in text
         broken_for = [line for line in text.splitlines() if line.startswith(
-            'azdo_pipeline_broken_duration_seconds{branch="main",pipeline="infra/deploy-api"')]
+            f'{m.PIPELINE_BROKEN_DURATION_SECONDS}{{branch="main",pipeline="infra/deploy-api"')]
         assert broken_for and float(broken_for[0].split()[-1]) > 4 * 3600
         landing = requests.get(base + "/", timeout=5).text
         assert "builds" in landing and "/metrics" in landing

@@ -9,6 +9,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.azdo.auth import PatCredential
 from exporter.azdo.client import API_VERSION_PREVIEW, ApiError, AzureDevOpsClient
+from exporter.metrics import catalogue as m
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.simulator.model import Organization
 from exporter.simulator.server import Fault, SimulatorServer
@@ -79,7 +80,7 @@ def test_paging_follows_header_tokens_and_sends_identical_parameters(sim: Simula
         assert request["continuationToken"]
         assert {k: v for k, v in request.items() if k != "continuationToken"} == {
             "statusFilter": "completed", "queryOrder": "finishTimeAscending", "$top": "10", "api-version": "7.1"}
-    assert registry.get_sample_value("azdo_exporter_api_requests_total",
+    assert registry.get_sample_value(m.EXPORTER_API_REQUESTS.total,
                                      {"endpoint": "builds", "code": "200"}) == len(pages)
 
 
@@ -105,8 +106,8 @@ def test_429_with_retry_after_is_waited_out_and_counted(sim: SimulatorServer) ->
     assert isinstance(body["value"], list)
     assert waited >= 0.95  # the client waited as told before asking again
     assert [r.status for r in sim.requests] == [429, 200]
-    assert registry.get_sample_value("azdo_exporter_throttled_total") == 1
-    assert registry.get_sample_value("azdo_exporter_rate_limit_delay_seconds_total") >= 0.95
+    assert registry.get_sample_value(m.EXPORTER_THROTTLED.total) == 1
+    assert registry.get_sample_value(m.EXPORTER_RATE_LIMIT_DELAY_SECONDS.total) >= 0.95
 
 
 def test_retry_after_on_a_200_delays_the_next_request(sim: SimulatorServer) -> None:
@@ -127,7 +128,7 @@ def test_signin_page_with_203_is_an_auth_error(sim: SimulatorServer) -> None:
     assert caught.value.reason == "auth"
     assert "sign-in page" in str(caught.value) and "203" in str(caught.value)
     assert len(sim.requests) == 1  # auth errors are not retried
-    assert registry.get_sample_value("azdo_exporter_api_requests_total", {"endpoint": "projects",
+    assert registry.get_sample_value(m.EXPORTER_API_REQUESTS.total, {"endpoint": "projects",
                                                                           "code": "203"}) == 1
 
 
@@ -146,7 +147,7 @@ def test_5xx_is_retried_with_growing_backoff(sim: SimulatorServer) -> None:
     assert [r.status for r in sim.requests] == [503, 503, 200]
     assert len(sleep.calls) == 2
     assert 0 <= sleep.calls[0] <= 2.0 and 0 <= sleep.calls[1] <= 4.0  # full jitter under 1*2^n
-    assert registry.get_sample_value("azdo_exporter_api_requests_total", {"endpoint": "projects",
+    assert registry.get_sample_value(m.EXPORTER_API_REQUESTS.total, {"endpoint": "projects",
                                                                           "code": "503"}) == 2
 
 
@@ -167,7 +168,7 @@ def test_timeout_is_reported_as_timeout(sim: SimulatorServer) -> None:
         client.get("projects", f"{sim.base_url}/_apis/projects")
     assert caught.value.reason == "timeout"
     assert time.monotonic() - started < 1.4  # it did not wait for the slow answers
-    assert registry.get_sample_value("azdo_exporter_api_requests_total", {"endpoint": "projects",
+    assert registry.get_sample_value(m.EXPORTER_API_REQUESTS.total, {"endpoint": "projects",
                                                                           "code": "timeout"}) == 2
 
 
@@ -191,7 +192,7 @@ def test_connection_reset_is_a_connection_error(sim: SimulatorServer) -> None:
 def test_rate_limit_headers_become_self_metrics(sim: SimulatorServer) -> None:
     client, registry = make_client()
     client.get("projects", f"{sim.base_url}/_apis/projects")
-    text = [m for m in registry.collect() if m.name == "azdo_exporter_rate_limit_remaining"][0]
+    text = [fam for fam in registry.collect() if fam.name == m.EXPORTER_RATE_LIMIT_REMAINING.name][0]
     assert len(text.samples) == 1 and text.samples[0].value >= 0
 
 
@@ -200,7 +201,7 @@ def test_rate_limit_delay_header_slows_the_next_request(sim: SimulatorServer) ->
     client, registry = make_client(sleep=sleep)
     sim.rate_limit_delay = 2.5
     client.get("projects", f"{sim.base_url}/_apis/projects")
-    assert registry.get_sample_value("azdo_exporter_rate_limit_delay_seconds_total") == 2.5
+    assert registry.get_sample_value(m.EXPORTER_RATE_LIMIT_DELAY_SECONDS.total) == 2.5
     assert sleep.calls == []
     sim.rate_limit_delay = 0.0
     client.get("projects", f"{sim.base_url}/_apis/projects")

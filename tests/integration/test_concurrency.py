@@ -15,6 +15,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter.metrics import catalogue as m
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.serve.http_server import ExporterHTTPServer, start_server
 from exporter.serve.scheduler import Scheduler, SnapshotCollector, render_families
@@ -57,8 +58,11 @@ class GenerationArea:
         return self._families
 
 
+BUILDS_NAMES = tuple(name.encode() for name in m.names_of(m.AREA_BUILDS))
+
+
 def _is_builds_line(line: bytes) -> bool:
-    return line.removeprefix(b"# HELP ").removeprefix(b"# TYPE ").startswith(b"azdo_pipeline_")
+    return line.removeprefix(b"# HELP ").removeprefix(b"# TYPE ").startswith(BUILDS_NAMES)
 
 
 def scrape_all(port: int, check: Callable[[str], None]) -> list[str]:
@@ -145,7 +149,7 @@ def test_fifty_scrapers_never_see_two_generations(
         assert len(values) == FAMILIES, "an incomplete area"
         generations = set().union(*values.values())
         assert len(generations) == 1, f"a mix of snapshots: generations {sorted(generations)}"
-        assert "azdo_exporter_build_info" in text  # the live self-metrics come along
+        assert m.EXPORTER_BUILD_INFO.name in text  # the live self-metrics come along
         with lock:
             seen.update(generations)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import requests
 
 from exporter.areas.deployments import classic_result
+from exporter.metrics import catalogue as m
 from exporter.simulator import environments_model as em
 from exporter.simulator import release_model as rm
 from exporter.simulator.model import Organization
@@ -58,13 +59,13 @@ def test_several_jobs_of_a_stage_are_one_deployment_and_any_failed_job_fails_it(
                   result="succeededWithIssues")
     exporter = make_exporter(sim, **ONLY)
     assert exporter.refresh_all_once() == {"deployments": None}
-    assert sample(exporter, "azdo_deployments_window", **yaml_labels()) == 1
-    assert sample(exporter, "azdo_deployments_window", **yaml_labels(result="failed")) == 1
-    assert sample(exporter, "azdo_deployments_window", **yaml_labels("staging", "partially_succeeded")) == 1
-    assert sample(exporter, "azdo_deployments_window", **yaml_labels("staging", "succeeded")) == 0
+    assert sample(exporter, m.DEPLOYMENTS_WINDOW.name, **yaml_labels()) == 1
+    assert sample(exporter, m.DEPLOYMENTS_WINDOW.name, **yaml_labels(result="failed")) == 1
+    assert sample(exporter, m.DEPLOYMENTS_WINDOW.name, **yaml_labels("staging", "partially_succeeded")) == 1
+    assert sample(exporter, m.DEPLOYMENTS_WINDOW.name, **yaml_labels("staging", "succeeded")) == 0
     # History loaded at start is not counted as events, but every label set exists at 0.
-    assert sample(exporter, "azdo_deployments_total", **yaml_labels()) == 0
-    assert sample(exporter, "azdo_deployment_last_success_timestamp_seconds",
+    assert sample(exporter, m.DEPLOYMENTS.total, **yaml_labels()) == 0
+    assert sample(exporter, m.DEPLOYMENT_LAST_SUCCESS_TIMESTAMP_SECONDS.name,
                   **{k: v for k, v in yaml_labels().items() if k != "result"}) == t + 300
 
 
@@ -82,10 +83,10 @@ def test_retried_stage_counts_two_attempts_and_time_to_restore(
                   result="succeeded", stage_attempt=2)
     exporter = make_exporter(sim, **ONLY)
     assert exporter.refresh_all_once() == {"deployments": None}
-    assert sample(exporter, "azdo_deployments_window", **yaml_labels(result="failed")) == 2
-    assert sample(exporter, "azdo_deployments_window", **yaml_labels()) == 1
-    assert sample(exporter, "azdo_deployment_window_time_to_restore_seconds_gcount", **dora()) == 1
-    assert sample(exporter, "azdo_deployment_window_time_to_restore_seconds_gsum", **dora()) == \
+    assert sample(exporter, m.DEPLOYMENTS_WINDOW.name, **yaml_labels(result="failed")) == 2
+    assert sample(exporter, m.DEPLOYMENTS_WINDOW.name, **yaml_labels()) == 1
+    assert sample(exporter, m.DEPLOYMENT_WINDOW_TIME_TO_RESTORE_SECONDS.gcount, **dora()) == 1
+    assert sample(exporter, m.DEPLOYMENT_WINDOW_TIME_TO_RESTORE_SECONDS.gsum, **dora()) == \
         (t + 2 * H + 900) - (t + 600)
 
 
@@ -106,26 +107,26 @@ def test_classic_attempts_partially_succeeded_and_in_progress_counted_once_when_
         return {"project": "Shop", "pipeline": "apps/web-release", "environment": env, "kind": "classic",
                 "result": result}
 
-    assert sample(exporter, "azdo_deployments_window", **labels("QA", "partially_succeeded")) == 1
-    assert sample(exporter, "azdo_deployments_window", **labels("Prod-EU", "failed")) == 1
-    assert sample(exporter, "azdo_deployments_window", **labels("Prod-EU", "succeeded")) == 1
-    assert sample(exporter, "azdo_deployments_total", **labels("Prod-EU", "succeeded")) == 0
+    assert sample(exporter, m.DEPLOYMENTS_WINDOW.name, **labels("QA", "partially_succeeded")) == 1
+    assert sample(exporter, m.DEPLOYMENTS_WINDOW.name, **labels("Prod-EU", "failed")) == 1
+    assert sample(exporter, m.DEPLOYMENTS_WINDOW.name, **labels("Prod-EU", "succeeded")) == 1
+    assert sample(exporter, m.DEPLOYMENTS.total, **labels("Prod-EU", "succeeded")) == 0
     restore = {"project": "Shop", "pipeline": "apps/web-release", "environment": "Prod-EU"}
-    assert sample(exporter, "azdo_deployment_window_time_to_restore_seconds_gsum", **restore) == H + 100
+    assert sample(exporter, m.DEPLOYMENT_WINDOW_TIME_TO_RESTORE_SECONDS.gsum, **restore) == H + 100
     # QA is not production: no DORA series for it.
-    assert sample(exporter, "azdo_deployment_lead_time_seconds_count", **{**restore, "environment": "QA"}) is None
-    assert sample(exporter, "azdo_deployment_window_time_to_restore_seconds_gcount",
+    assert sample(exporter, m.DEPLOYMENT_LEAD_TIME_SECONDS.count, **{**restore, "environment": "QA"}) is None
+    assert sample(exporter, m.DEPLOYMENT_WINDOW_TIME_TO_RESTORE_SECONDS.gcount,
                   **{**restore, "environment": "QA"}) is None
 
     clock.advance(60)
     assert exporter.refresh_all_once() == {"deployments": None}
-    assert sample(exporter, "azdo_deployments_total", **labels("Prod-EU", "succeeded")) == 0  # still running
+    assert sample(exporter, m.DEPLOYMENTS.total, **labels("Prod-EU", "succeeded")) == 0  # still running
     rm.complete_deployment(empty_org, running.id, "succeeded", clock.now - 10)
     clock.advance(60)
     for _ in range(2):  # re-reading the watermark's overlap must not count it twice
         assert exporter.refresh_all_once() == {"deployments": None}
-        assert sample(exporter, "azdo_deployments_total", **labels("Prod-EU", "succeeded")) == 1
-        assert sample(exporter, "azdo_deployments_window", **labels("Prod-EU", "succeeded")) == 2
+        assert sample(exporter, m.DEPLOYMENTS.total, **labels("Prod-EU", "succeeded")) == 1
+        assert sample(exporter, m.DEPLOYMENTS_WINDOW.name, **labels("Prod-EU", "succeeded")) == 2
     queries = [r.params for r in sim.requests if r.path.endswith("/_apis/release/deployments")]
     assert {q["queryOrder"] for q in queries} == {"ascending"} and {q["$top"] for q in queries} == {"100"}
 
@@ -140,17 +141,17 @@ def test_yaml_in_progress_deployment_counted_once_when_every_job_finished(
     api = em.add_record(empty_org, prod.id, r1, "Deploy_Prod", "DeployApi", clock.now - 300)
     clock.advance(60)
     exporter.refresh_all_once()
-    assert sample(exporter, "azdo_deployments_total", **yaml_labels()) == 0
+    assert sample(exporter, m.DEPLOYMENTS.total, **yaml_labels()) == 0
     em.finish_record(empty_org, web.id, "succeeded", clock.now - 30)
     clock.advance(60)
     exporter.refresh_all_once()
-    assert sample(exporter, "azdo_deployments_total", **yaml_labels()) == 0  # one job still runs
+    assert sample(exporter, m.DEPLOYMENTS.total, **yaml_labels()) == 0  # one job still runs
     em.finish_record(empty_org, api.id, "succeeded", clock.now - 20)
     clock.advance(60)
     for _ in range(2):
         exporter.refresh_all_once()
-        assert sample(exporter, "azdo_deployments_total", **yaml_labels()) == 1
-        assert sample(exporter, "azdo_deployments_window", **yaml_labels()) == 1
+        assert sample(exporter, m.DEPLOYMENTS.total, **yaml_labels()) == 1
+        assert sample(exporter, m.DEPLOYMENTS_WINDOW.name, **yaml_labels()) == 1
     records = [r.params for r in sim.requests if r.path.endswith("/environmentdeploymentrecords")]
     assert all("top" in q and "$top" not in q for q in records)
 
@@ -166,11 +167,11 @@ def test_lead_time_from_known_commit_times_and_only_for_production(
     exporter = make_exporter(sim, **ONLY)
     exporter.refresh_all_once()
     first = (t + 600) - min(changes(sim, r1))
-    assert sample(exporter, "azdo_deployment_window_lead_time_seconds_gcount", **dora()) == 1
-    assert sample(exporter, "azdo_deployment_window_lead_time_seconds_gsum", **dora()) == first
-    assert sample(exporter, "azdo_deployment_lead_time_seconds_count", **dora()) == 0  # history, not events
-    assert sample(exporter, "azdo_deployment_window_lead_time_seconds_gcount", **dora("staging")) is None
-    assert sample(exporter, "azdo_deployment_lead_time_seconds_count", **dora("staging")) is None
+    assert sample(exporter, m.DEPLOYMENT_WINDOW_LEAD_TIME_SECONDS.gcount, **dora()) == 1
+    assert sample(exporter, m.DEPLOYMENT_WINDOW_LEAD_TIME_SECONDS.gsum, **dora()) == first
+    assert sample(exporter, m.DEPLOYMENT_LEAD_TIME_SECONDS.count, **dora()) == 0  # history, not events
+    assert sample(exporter, m.DEPLOYMENT_WINDOW_LEAD_TIME_SECONDS.gcount, **dora("staging")) is None
+    assert sample(exporter, m.DEPLOYMENT_LEAD_TIME_SECONDS.count, **dora("staging")) is None
 
     # Run 2 reaches production; then run 2 is deployed again (no new change: no lead time).
     clock.advance(60)
@@ -181,10 +182,10 @@ def test_lead_time_from_known_commit_times_and_only_for_production(
     sim.clear_requests()
     exporter.refresh_all_once()
     second = finish - min(changes(sim, r2))
-    assert sample(exporter, "azdo_deployment_lead_time_seconds_count", **dora()) == 1
-    assert sample(exporter, "azdo_deployment_lead_time_seconds_sum", **dora()) == second
-    assert sample(exporter, "azdo_deployment_window_lead_time_seconds_gsum", **dora()) == first + second
-    assert sample(exporter, "azdo_deployments_total", **yaml_labels()) == 2
+    assert sample(exporter, m.DEPLOYMENT_LEAD_TIME_SECONDS.count, **dora()) == 1
+    assert sample(exporter, m.DEPLOYMENT_LEAD_TIME_SECONDS.sum, **dora()) == second
+    assert sample(exporter, m.DEPLOYMENT_WINDOW_LEAD_TIME_SECONDS.gsum, **dora()) == first + second
+    assert sample(exporter, m.DEPLOYMENTS.total, **yaml_labels()) == 2
     # One build-changes call per run (run 1's answer is cached).
     calls = [r.path.rsplit("/_apis/", 1)[1] for r in sim.requests if r.path.endswith("/changes")]
     assert calls == [f"build/builds/{r2}/changes"] * 2  # the exporter's, then the test's own

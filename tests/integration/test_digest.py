@@ -23,6 +23,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 
 from exporter.config.settings import ConfigError, load_config
+from exporter.metrics import catalogue as m
 from exporter.simulator.model import Organization
 from exporter.simulator.server import SimulatorServer
 from exporter.team.digest import DeliveryError, DigestService, deliver
@@ -77,18 +78,18 @@ def snapshot_collector(*, now: float = NOW, pipelines: list[dict[str, Any]] | No
              "last": ("succeeded", now - 2 * DAY)},
         ]
     br = ["project", "pipeline", "branch"]
-    info = GaugeMetricFamily("azdo_pipeline_info", "", labels=["project", "pipeline", "pipeline_id", "repository",
+    info = GaugeMetricFamily(m.PIPELINE_INFO.name, "", labels=["project", "pipeline", "pipeline_id", "repository",
                                                                "default_branch"])
-    broken = GaugeMetricFamily("azdo_pipeline_broken", "", labels=br)
-    since = GaugeMetricFamily("azdo_pipeline_broken_since_timestamp_seconds", "", labels=br)
-    duration = GaugeMetricFamily("azdo_pipeline_broken_duration_seconds", "", labels=br)
-    consecutive = GaugeMetricFamily("azdo_pipeline_consecutive_failures", "", labels=br)
-    last_result = GaugeMetricFamily("azdo_pipeline_last_run_result", "", labels=[*br, "result"])
-    last_finished = GaugeMetricFamily("azdo_pipeline_last_run_finished_timestamp_seconds", "", labels=br)
-    window_runs = GaugeMetricFamily("azdo_pipeline_window_runs", "", labels=[*br, "result"])
-    runs_total = CounterMetricFamily("azdo_pipeline_runs", "", labels=[*br, "result"])
-    ttf = GaugeMetricFamily("azdo_pipeline_time_to_fix_seconds", "", labels=br)  # only _count/_sum are read
-    window_ttf = GaugeHistogramMetricFamily("azdo_pipeline_window_time_to_fix_seconds", "", labels=br)
+    broken = GaugeMetricFamily(m.PIPELINE_BROKEN.name, "", labels=br)
+    since = GaugeMetricFamily(m.PIPELINE_BROKEN_SINCE_TIMESTAMP_SECONDS.name, "", labels=br)
+    duration = GaugeMetricFamily(m.PIPELINE_BROKEN_DURATION_SECONDS.name, "", labels=br)
+    consecutive = GaugeMetricFamily(m.PIPELINE_CONSECUTIVE_FAILURES.name, "", labels=br)
+    last_result = GaugeMetricFamily(m.PIPELINE_LAST_RUN_RESULT.name, "", labels=[*br, "result"])
+    last_finished = GaugeMetricFamily(m.PIPELINE_LAST_RUN_FINISHED_TIMESTAMP_SECONDS.name, "", labels=br)
+    window_runs = GaugeMetricFamily(m.PIPELINE_WINDOW_RUNS.name, "", labels=[*br, "result"])
+    runs_total = CounterMetricFamily(m.PIPELINE_RUNS.name, "", labels=[*br, "result"])
+    ttf = GaugeMetricFamily(m.PIPELINE_TIME_TO_FIX_SECONDS.name, "", labels=br)  # only _count/_sum are read
+    window_ttf = GaugeHistogramMetricFamily(m.PIPELINE_WINDOW_TIME_TO_FIX_SECONDS.name, "", labels=br)
     ttf_samples: list[tuple[str, dict[str, str], float]] = []
     for p in pipelines:
         labels = [p["project"], p["pipeline"], p["branch"]]
@@ -107,14 +108,14 @@ def snapshot_collector(*, now: float = NOW, pipelines: list[dict[str, Any]] | No
             window_runs.add_metric([*labels, result], count)
             runs_total.add_metric([*labels, result], 0)
         names = dict(zip(br, labels, strict=True))
-        ttf_samples += [("azdo_pipeline_time_to_fix_seconds_count", names, p["fixes"][0]),
-                        ("azdo_pipeline_time_to_fix_seconds_sum", names, p["fixes"][1])]
+        ttf_samples += [(m.PIPELINE_TIME_TO_FIX_SECONDS.count, names, p["fixes"][0]),
+                        (m.PIPELINE_TIME_TO_FIX_SECONDS.sum, names, p["fixes"][1])]
         window_ttf.add_metric(labels, [("+Inf", p["window_fixes"][0])], p["window_fixes"][1])
     ttf.samples = [Sample(n, labels, v) for n, labels, v in ttf_samples]
     families: list[Metric] = [info, broken, since, duration, consecutive, last_result, last_finished, window_runs,
                               runs_total, ttf, window_ttf]
     if reviews:
-        prs = GaugeMetricFamily("azdo_pull_requests_window_completed", "",
+        prs = GaugeMetricFamily(m.PULL_REQUESTS_WINDOW_COMPLETED.name, "",
                                 labels=["project", "repository", "target_branch", "reviewed"])
         for project, repository, reviewed, unreviewed in (("Payments", "payments", 18, 2), ("Platform", "core", 9, 0),
                                                           ("Platform", "mobile", 4, 4)):
@@ -123,26 +124,26 @@ def snapshot_collector(*, now: float = NOW, pipelines: list[dict[str, Any]] | No
         families.append(prs)
     if deployments:
         env_labels = ["project", "pipeline", "environment", "kind"]
-        last = GaugeMetricFamily("azdo_deployment_last_success_timestamp_seconds", "", labels=env_labels)
+        last = GaugeMetricFamily(m.DEPLOYMENT_LAST_SUCCESS_TIMESTAMP_SECONDS.name, "", labels=env_labels)
         last.add_metric(["Payments", "payments-release", "Production", "classic"], now - 2 * HOUR)
         last.add_metric(["Payments", "payments-release", "Staging", "classic"], now - HOUR)
         last.add_metric(["Platform", "core-deploy", "prod-eu", "yaml"], now - 3 * DAY)
-        window = GaugeMetricFamily("azdo_deployments_window", "", labels=[*env_labels, "result"])
+        window = GaugeMetricFamily(m.DEPLOYMENTS_WINDOW.name, "", labels=[*env_labels, "result"])
         window.add_metric(["Payments", "payments-release", "Production", "classic", "succeeded"], 24)
         window.add_metric(["Payments", "payments-release", "Production", "classic", "failed"], 3)
         window.add_metric(["Payments", "payments-release", "Staging", "classic", "failed"], 9)
         window.add_metric(["Platform", "core-deploy", "prod-eu", "yaml", "succeeded"], 6)
-        lead = GaugeHistogramMetricFamily("azdo_deployment_window_lead_time_seconds", "",
+        lead = GaugeHistogramMetricFamily(m.DEPLOYMENT_WINDOW_LEAD_TIME_SECONDS.name, "",
                                           labels=["project", "pipeline", "environment"])
         lead.add_metric(["Payments", "payments-release", "Production"], [("+Inf", 24)], 24 * 6 * HOUR)
-        restore = GaugeHistogramMetricFamily("azdo_deployment_window_time_to_restore_seconds", "",
+        restore = GaugeHistogramMetricFamily(m.DEPLOYMENT_WINDOW_TIME_TO_RESTORE_SECONDS.name, "",
                                              labels=["project", "pipeline", "environment"])
         restore.add_metric(["Payments", "payments-release", "Production"], [("+Inf", 3)], 3 * 40 * 60.0)
         families += [last, window, lead, restore]
-    lookback = GaugeMetricFamily("azdo_exporter_lookback_seconds", "", value=30 * DAY)
-    ok = GaugeMetricFamily("azdo_exporter_refresh_success", "", labels=["collector"])
+    lookback = GaugeMetricFamily(m.EXPORTER_LOOKBACK_SECONDS.name, "", value=30 * DAY)
+    ok = GaugeMetricFamily(m.EXPORTER_REFRESH_SUCCESS.name, "", labels=["collector"])
     ok.add_metric(["builds"], 1 if builds_ok else 0)
-    last_ok = GaugeMetricFamily("azdo_exporter_last_refresh_success_timestamp_seconds", "", labels=["collector"])
+    last_ok = GaugeMetricFamily(m.EXPORTER_LAST_REFRESH_SUCCESS_TIMESTAMP_SECONDS.name, "", labels=["collector"])
     last_ok.add_metric(["builds"], now - 120)
     families += [lookback, ok, last_ok]
     return FakeSnapshot(families)
@@ -527,15 +528,15 @@ def test_scheduled_delivery_retries_and_is_not_sent_twice_after_a_restart(tmp_pa
     service = DigestService(config, source, registry, lambda: True, clock=clock, backoff=0.01,
                             sleep=lambda _: None)
     for result in ("success", "failure"):
-        assert registry.get_sample_value("azdo_exporter_digest_deliveries_total", {"result": result}) == 0
+        assert registry.get_sample_value(m.EXPORTER_DIGEST_DELIVERIES.total, {"result": result}) == 0
     assert service.tick() == "not_due" and receiver.bodies == []  # yesterday's slot is past the grace
     clock.now = slot + 60
     receiver.statuses = [500]
     assert service.tick() == "sent"
     assert [s for s, _, _ in receiver.bodies] == [500, 200]
     assert_valid_block_kit(receiver.bodies[-1][1])
-    assert registry.get_sample_value("azdo_exporter_digest_deliveries_total", {"result": "success"}) == 1
-    assert registry.get_sample_value("azdo_exporter_digest_deliveries_total", {"result": "failure"}) == 0
+    assert registry.get_sample_value(m.EXPORTER_DIGEST_DELIVERIES.total, {"result": "success"}) == 1
+    assert registry.get_sample_value(m.EXPORTER_DIGEST_DELIVERIES.total, {"result": "failure"}) == 0
     state = json.loads((tmp_path / "digest-state.json").read_text(encoding="utf-8"))
     assert state["last_slot"] == "2026-03-30T07:00:00Z"
     assert {(b["pipeline"]) for b in state["broken"]} == {"infra/deploy-api", "core-ci"}
@@ -566,14 +567,14 @@ def test_a_failed_delivery_is_counted_logged_and_retried_later(tmp_path: Path, r
                             attempts=3, backoff=0.01, sleep=lambda _: None)
     receiver.statuses = [500] * 3
     assert service.tick() == "failed"
-    assert registry.get_sample_value("azdo_exporter_digest_deliveries_total", {"result": "failure"}) == 1
+    assert registry.get_sample_value(m.EXPORTER_DIGEST_DELIVERIES.total, {"result": "failure"}) == 1
     assert "not delivered to teams" in caplog.text and "secret-token" not in caplog.text
     assert not (tmp_path / "digest-state.json").exists()
     assert service.tick() == "retry_later"
     clock.now += 301
     assert service.tick() == "sent"
     assert_valid_adaptive_card_message(receiver.bodies[-1][1])
-    assert registry.get_sample_value("azdo_exporter_digest_deliveries_total", {"result": "success"}) == 1
+    assert registry.get_sample_value(m.EXPORTER_DIGEST_DELIVERIES.total, {"result": "success"}) == 1
 
 
 def test_waits_for_the_first_refresh(tmp_path: Path, receiver: Receiver) -> None:

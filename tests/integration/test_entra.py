@@ -15,6 +15,7 @@ from exporter.azdo.auth import CredentialError
 from exporter.azdo.entra import AZURE_DEVOPS_SCOPE, EntraCredential, token_credential
 from exporter.cli import demo_config
 from exporter.config.settings import ConfigError, EntraConfig, load_config
+from exporter.metrics import catalogue as m
 from exporter.simulator.server import SimulatorServer
 from tests.conftest import PAT, FakeClock
 
@@ -96,7 +97,7 @@ def test_a_401_fetches_a_new_token_and_retries_once(sim: SimulatorServer, clock:
     statuses = _bearer_requests(sim)
     assert statuses[0] == 401 and set(statuses[1:]) == {200}, statuses
     assert credential.fetches == 2
-    assert exporter.registry.get_sample_value("azdo_exporter_refresh_success", {"collector": "builds"}) == 1
+    assert exporter.registry.get_sample_value(m.EXPORTER_REFRESH_SUCCESS.name, {"collector": "builds"}) == 1
 
 
 def test_a_token_that_is_refused_again_fails_after_one_retry(sim: SimulatorServer, entra_exporter) -> None:
@@ -106,7 +107,7 @@ def test_a_token_that_is_refused_again_fails_after_one_retry(sim: SimulatorServe
     assert errors["builds"] and "access denied (HTTP 401)" in errors["builds"]
     assert _bearer_requests(sim) == [401, 401]  # the first request, then one retry with a new token
     assert credential.fetches == 2
-    assert exporter.registry.get_sample_value("azdo_exporter_refresh_errors_total",
+    assert exporter.registry.get_sample_value(m.EXPORTER_REFRESH_ERRORS.total,
                                               {"collector": "builds", "reason": "auth"}) == 1
 
 
@@ -116,7 +117,7 @@ def test_a_credential_that_cannot_sign_in_fails_the_refresh_with_reason_auth(sim
     fake.fail_with = RuntimeError("AADSTS700016: Application not found in the directory")
     errors = exporter.refresh_all_once()
     assert "Microsoft Entra ID: no token for Azure DevOps (RuntimeError: AADSTS700016" in errors["builds"]
-    assert exporter.registry.get_sample_value("azdo_exporter_refresh_errors_total",
+    assert exporter.registry.get_sample_value(m.EXPORTER_REFRESH_ERRORS.total,
                                               {"collector": "builds", "reason": "auth"}) == 1
     assert sim.requests == []
 

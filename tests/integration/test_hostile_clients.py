@@ -34,7 +34,7 @@ SERIES = 1500  # about 100 KB of exposition: far more than a tiny receive window
 
 def _registry() -> CollectorRegistry:
     registry = CollectorRegistry()
-    gauge = Gauge("azdo_test_series", "padding", ["name"], registry=registry)
+    gauge = Gauge("padding_test_series", "padding", ["name"], registry=registry)
     for i in range(SERIES):
         gauge.labels(f"pipeline-{i:05d}-" + "x" * 40).set(i)
     return registry
@@ -83,7 +83,7 @@ def _good_client_ok(port: int, rounds: int = 3) -> list[float]:
         healthz.append(time.monotonic() - started)
         status, body, headers = _get(port, "/metrics")
         assert status == 200 and int(headers["Content-Length"]) == len(body)
-        assert body.endswith(b"\n") and body.count(b"azdo_test_series{") == SERIES
+        assert body.endswith(b"\n") and body.count(b"padding_test_series{") == SERIES
     return healthz
 
 
@@ -355,7 +355,7 @@ def test_gzip_only_when_accepted_head_has_the_real_length_and_no_python_in_serve
         for accepted in ("gzip", "gzip;q=0.5", "deflate, gzip"):
             status, body, headers = _get(port, headers={"Accept-Encoding": accepted})
             assert headers["Content-Encoding"] == "gzip", accepted
-            assert gzip.decompress(body).count(b"azdo_test_series{") == SERIES
+            assert gzip.decompress(body).count(b"padding_test_series{") == SERIES
         get_length = int(_get(port, "/metrics")[2]["Content-Length"])
         status, body, headers = _get(port, "/metrics", method="HEAD")
         assert status == 200 and body == b"" and int(headers["Content-Length"]) == get_length > 100_000

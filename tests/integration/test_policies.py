@@ -6,6 +6,7 @@ import pytest
 
 from exporter.areas.policies import Policy, Scope, parse_policy
 from exporter.areas.pull_requests import Repository
+from exporter.metrics import catalogue as m
 from exporter.simulator.git_model import add_repository
 from exporter.simulator.model import Organization
 from exporter.simulator.policy_model import (
@@ -68,7 +69,7 @@ def policy_labels(repository: str, branch: str) -> dict[str, str]:
 
 
 def enabled(exporter: object, repository: str, branch: str, policy: str) -> float | None:
-    return sample(exporter, "azdo_branch_policy_enabled", **policy_labels(repository, branch), policy=policy)  # type: ignore[arg-type]
+    return sample(exporter, m.BRANCH_POLICY_ENABLED.name, **policy_labels(repository, branch), policy=policy)  # type: ignore[arg-type]
 
 
 def test_policies_per_repository_and_branch(sim: SimulatorServer, empty_org: Organization,
@@ -109,7 +110,7 @@ def test_policies_per_repository_and_branch(sim: SimulatorServer, empty_org: Org
     assert exporter.refresh_all_once() == {"policies": None}
 
     def min_reviewers(repository: str, branch: str) -> float | None:
-        return sample(exporter, "azdo_branch_policy_min_reviewers", **policy_labels(repository, branch))
+        return sample(exporter, m.BRANCH_POLICY_MIN_REVIEWERS.name, **policy_labels(repository, branch))
 
     assert min_reviewers("api", "main") == 2
     assert min_reviewers("api", "master") == 2
@@ -148,6 +149,6 @@ def test_policy_paging_follows_the_continuation_header(sim: SimulatorServer, emp
                settings={"minimumApproverCount": 3})
     exporter = make_exporter(sim, **only("policies"))
     assert exporter.refresh_all_once() == {"policies": None}
-    assert sample(exporter, "azdo_branch_policy_min_reviewers", **policy_labels("api", "main")) == 3
+    assert sample(exporter, m.BRANCH_POLICY_MIN_REVIEWERS.name, **policy_labels("api", "main")) == 3
     pages = [r.params for r in sim.requests if r.path.endswith("/_apis/policy/configurations")]
     assert [p.get("continuationToken") for p in pages] == [None, "101"]

@@ -8,6 +8,7 @@ import requests
 from exporter.areas.base import RefreshError
 from exporter.areas.projects import Project, refresh_each_project
 from exporter.azdo.client import ApiError, NotFoundError
+from exporter.metrics import catalogue as m
 from exporter.simulator.server import SimulatorServer
 from tests.conftest import ExporterFactory, sample
 
@@ -54,9 +55,9 @@ def test_a_project_deleted_after_the_listing_leaves_without_failing_the_refresh(
     requests.post(f"{base}/projects", json={"add": ["Alpha", "Beta"]}, timeout=10)
     assert exporter.refresh_all_once() == {area: None}
     if area == "builds":
-        assert sample(exporter, "azdo_pipeline_info", project="Beta", pipeline="ci", pipeline_id="2",
+        assert sample(exporter, m.PIPELINE_INFO.name, project="Beta", pipeline="ci", pipeline_id="2",
                       repository="Beta", default_branch="main") == 1
     requests.post(f"{base}/projects", json={"remove": ["Beta"]}, timeout=10)
     assert exporter.refresh_all_once() == {area: None}  # the listing is still cached: Beta answers 404
-    assert sample(exporter, "azdo_exporter_refresh_errors_total", collector=area, reason="http_4xx") == 0
-    assert not [s for m in exporter.registry.collect() for s in m.samples if s.labels.get("project") == "Beta"]
+    assert sample(exporter, m.EXPORTER_REFRESH_ERRORS.total, collector=area, reason="http_4xx") == 0
+    assert not [s for fam in exporter.registry.collect() for s in fam.samples if s.labels.get("project") == "Beta"]

@@ -10,6 +10,7 @@ import pytest
 
 from exporter.areas.pull_requests import is_bypassed, is_reviewed
 from exporter.azdo.fields import format_time
+from exporter.metrics import catalogue as m
 from exporter.simulator.git_model import (
     APPROVED,
     APPROVED_WITH_SUGGESTIONS,
@@ -43,7 +44,7 @@ def labels(repository: str, branch: str = "main", project: str = "Payments") -> 
     return {"project": project, "repository": repository, "target_branch": branch}
 
 
-def completed(exporter: Any, repository: str, reviewed: str, name: str = "azdo_pull_requests_completed_total",
+def completed(exporter: Any, repository: str, reviewed: str, name: str = m.PULL_REQUESTS_COMPLETED.total,
               branch: str = "main") -> float | None:
     return sample(exporter, name, **labels(repository, branch), reviewed=reviewed)
 
@@ -101,22 +102,22 @@ def test_each_review_case_after_start_counts_once(sim: SimulatorServer, payments
         for value in ("true", "false"):
             expected = 1 if value == flag else 0
             assert completed(exporter, repo, value) == expected, (repo, value)
-            assert completed(exporter, repo, value, "azdo_pull_requests_window_completed") == expected, (repo, value)
+            assert completed(exporter, repo, value, m.PULL_REQUESTS_WINDOW_COMPLETED.name) == expected, (repo, value)
     # Abandoned pull requests count nowhere, not even as unreviewed.
     assert completed(exporter, "abandoned", "true") == 0 and completed(exporter, "abandoned", "false") == 0
-    assert sample(exporter, "azdo_pull_request_time_to_merge_seconds_count", project="Payments",
+    assert sample(exporter, m.PULL_REQUEST_TIME_TO_MERGE_SECONDS.count, project="Payments",
                   repository="abandoned") == 0
     # Bypassed: completed (self-approved, so not reviewed) and counted as a bypass.
     assert completed(exporter, "bypass", "false") == 1
-    assert sample(exporter, "azdo_pull_requests_bypassed_total", **labels("bypass")) == 1
-    assert sample(exporter, "azdo_pull_requests_window_bypassed", **labels("bypass")) == 1
-    assert sample(exporter, "azdo_pull_requests_bypassed_total", **labels("peer-approval")) == 0
+    assert sample(exporter, m.PULL_REQUESTS_BYPASSED.total, **labels("bypass")) == 1
+    assert sample(exporter, m.PULL_REQUESTS_WINDOW_BYPASSED.name, **labels("bypass")) == 1
+    assert sample(exporter, m.PULL_REQUESTS_BYPASSED.total, **labels("peer-approval")) == 0
     # Time to merge: created 2 h before the first refresh + 300 s, closed 60 s before it.
-    assert sample(exporter, "azdo_pull_request_time_to_merge_seconds_count", project="Payments",
+    assert sample(exporter, m.PULL_REQUEST_TIME_TO_MERGE_SECONDS.count, project="Payments",
                   repository="peer-approval") == 1
-    assert sample(exporter, "azdo_pull_request_time_to_merge_seconds_sum", project="Payments",
+    assert sample(exporter, m.PULL_REQUEST_TIME_TO_MERGE_SECONDS.sum, project="Payments",
                   repository="peer-approval") == 2 * H - 60
-    assert sample(exporter, "azdo_pull_request_time_to_merge_seconds_bucket", project="Payments",
+    assert sample(exporter, m.PULL_REQUEST_TIME_TO_MERGE_SECONDS.bucket, project="Payments",
                   repository="peer-approval", le="7200.0") == 1
 
 
@@ -130,15 +131,15 @@ def test_history_fills_the_window_not_the_counters(sim: SimulatorServer, payment
     assert exporter.refresh_all_once() == {"pull_requests": None}
     for repo, _, flag, _ in cases:
         for value in ("true", "false"):
-            assert completed(exporter, repo, value, "azdo_pull_requests_window_completed") == \
+            assert completed(exporter, repo, value, m.PULL_REQUESTS_WINDOW_COMPLETED.name) == \
                 (1 if value == flag else 0), (repo, value)
             assert completed(exporter, repo, value) == 0  # history is not an event
-    assert sample(exporter, "azdo_pull_request_time_to_merge_seconds_count", project="Payments",
+    assert sample(exporter, m.PULL_REQUEST_TIME_TO_MERGE_SECONDS.count, project="Payments",
                   repository="peer-approval") == 0
     # The window moves on: 29 days later those pull requests have left it.
     clock.advance(29 * DAY)
     assert exporter.refresh_all_once() == {"pull_requests": None}
-    assert completed(exporter, "peer-approval", "true", "azdo_pull_requests_window_completed") == 0
+    assert completed(exporter, "peer-approval", "true", m.PULL_REQUESTS_WINDOW_COMPLETED.name) == 0
     assert completed(exporter, "peer-approval", "true") == 0
 
 
@@ -154,13 +155,13 @@ def test_open_and_draft_pull_requests_and_untracked_targets(sim: SimulatorServer
                      status="abandoned", closed=clock.now - H)
     exporter = make_exporter(sim, **only("pull_requests"))
     assert exporter.refresh_all_once() == {"pull_requests": None}
-    assert sample(exporter, "azdo_pull_requests_open", **labels("legacy", "master")) == 2
-    assert sample(exporter, "azdo_pull_requests_open_draft", **labels("legacy", "master")) == 1
-    assert sample(exporter, "azdo_pull_requests_open", **labels("legacy", "release/1.0")) == 1
+    assert sample(exporter, m.PULL_REQUESTS_OPEN.name, **labels("legacy", "master")) == 2
+    assert sample(exporter, m.PULL_REQUESTS_OPEN_DRAFT.name, **labels("legacy", "master")) == 1
+    assert sample(exporter, m.PULL_REQUESTS_OPEN.name, **labels("legacy", "release/1.0")) == 1
     # feature/x is not a tracked branch (default branch + `branches` patterns): no series.
-    assert sample(exporter, "azdo_pull_requests_open", **labels("legacy", "feature/x")) is None
+    assert sample(exporter, m.PULL_REQUESTS_OPEN.name, **labels("legacy", "feature/x")) is None
     # A repository without pull requests still has its default branch at 0.
-    assert sample(exporter, "azdo_pull_requests_open", **labels("suggestions")) == 0
+    assert sample(exporter, m.PULL_REQUESTS_OPEN.name, **labels("suggestions")) == 0
     assert completed(exporter, "suggestions", "false") == 0
 
 
@@ -169,14 +170,14 @@ def test_repository_filter_and_deleted_repository(sim: SimulatorServer, payments
     add_pull_request(payments, "Payments", "bypass", created_by=ALICE, creation=clock.now - H)
     exporter = make_exporter(sim, repositories={"include": ["*"], "exclude": ["peer-*"]}, **only("pull_requests"))
     assert exporter.refresh_all_once() == {"pull_requests": None}
-    assert sample(exporter, "azdo_pull_requests_open", **labels("peer-approval")) is None
-    assert sample(exporter, "azdo_pull_requests_open", **labels("bypass")) == 1
+    assert sample(exporter, m.PULL_REQUESTS_OPEN.name, **labels("peer-approval")) is None
+    assert sample(exporter, m.PULL_REQUESTS_OPEN.name, **labels("bypass")) == 1
     from exporter.simulator.git_model import remove_repository
 
     remove_repository(payments, "Payments", "bypass")
     assert exporter.refresh_all_once() == {"pull_requests": None}
-    assert sample(exporter, "azdo_pull_requests_open", **labels("bypass")) is None
-    assert sample(exporter, "azdo_pull_request_time_to_merge_seconds_count", project="Payments",
+    assert sample(exporter, m.PULL_REQUESTS_OPEN.name, **labels("bypass")) is None
+    assert sample(exporter, m.PULL_REQUEST_TIME_TO_MERGE_SECONDS.count, project="Payments",
                   repository="bypass") is None
 
 
@@ -215,11 +216,11 @@ def test_steady_state_reads_only_newly_closed_pull_requests(clock: FakeClock, ma
         # Everything else: one projects listing.
         assert len(server.requests) == 1 + 2 * 3
         for project in ("Alpha", "Beta"):
-            assert sample(exporter, "azdo_pull_requests_completed_total", project=project, repository="repo-0",
+            assert sample(exporter, m.PULL_REQUESTS_COMPLETED.total, project=project, repository="repo-0",
                           target_branch="main", reviewed="false") == 1
-            assert sample(exporter, "azdo_pull_requests_window_completed", project=project, repository="repo-1",
+            assert sample(exporter, m.PULL_REQUESTS_WINDOW_COMPLETED.name, project=project, repository="repo-1",
                           target_branch="main", reviewed="true") == 29  # closed 1..29 days ago (30 is outside)
-            assert sample(exporter, "azdo_pull_requests_open", project=project, repository="repo-3",
+            assert sample(exporter, m.PULL_REQUESTS_OPEN.name, project=project, repository="repo-3",
                           target_branch="main") == 1
 
 
@@ -237,9 +238,9 @@ def test_a_failed_project_keeps_its_numbers(sim: SimulatorServer, payments: Orga
     sim.faults.add(Fault(kind="status", status=500, path=rf"/{project_id}/_apis/git/pullrequests"))
     errors = exporter.refresh_all_once()
     assert errors["pull_requests"] is not None and "Payments" in errors["pull_requests"]
-    assert sample(exporter, "azdo_pull_requests_open", **labels("suggestions")) == 1  # last good number
-    assert sample(exporter, "azdo_pull_requests_open", **labels("tools", project="Other")) == 1
-    assert sample(exporter, "azdo_exporter_refresh_errors_total", collector="pull_requests", reason="http_5xx") == 1
+    assert sample(exporter, m.PULL_REQUESTS_OPEN.name, **labels("suggestions")) == 1  # last good number
+    assert sample(exporter, m.PULL_REQUESTS_OPEN.name, **labels("tools", project="Other")) == 1
+    assert sample(exporter, m.EXPORTER_REFRESH_ERRORS.total, collector="pull_requests", reason="http_5xx") == 1
 
 
 def _payload_values(name: str) -> list[dict[str, Any]]:

@@ -19,6 +19,7 @@ from exporter.app import Exporter, area_enabled
 from exporter.cli import demo_config
 from exporter.config.settings import ConfigError, load_config
 from exporter.config.sharding import ORG_LEVEL_AREAS, Shard, parse_shard, shard_of
+from exporter.metrics import catalogue as m
 from exporter.simulator.model import Organization
 from exporter.simulator.server import SimulatorServer
 from tests.conftest import PAT, T0, FakeClock
@@ -103,7 +104,7 @@ def _series(text: str) -> dict[str, set[Series]]:
     """Per metric family (self-metrics left out): its series as (sample name, sorted labels)."""
     out: dict[str, set[Series]] = {}
     for family in text_string_to_metric_families(text):
-        if family.name.startswith("azdo_exporter_"):
+        if family.name.startswith(m.SELF_METRICS):
             continue
         for s in family.samples:
             out.setdefault(family.name, set()).add((s.name, tuple(sorted(s.labels.items()))))
@@ -115,7 +116,7 @@ def test_three_shards_together_equal_one_unsharded_exporter(medium_sim: Simulato
     shards = [_series(_run_once(medium_sim, f"{i}/{COUNT}")) for i in range(COUNT)]
 
     def projects(series: dict[str, set[Series]]) -> set[str]:
-        return {dict(labels)["project"] for name, labels in series.get("azdo_pipeline_info", set())}
+        return {dict(labels)["project"] for name, labels in series.get(m.PIPELINE_INFO.name, set())}
 
     # Every project on exactly one shard, and every shard has some.
     owned = [projects(s) for s in shards]
@@ -123,9 +124,9 @@ def test_three_shards_together_equal_one_unsharded_exporter(medium_sim: Simulato
     assert sum(len(p) for p in owned) == len(projects(whole)) == len(set().union(*owned)) == 10
 
     # azdo_pipeline_info: the union equals the single exporter's, with no overlap.
-    info = [s.get("azdo_pipeline_info", set()) for s in shards]
-    assert set().union(*info) == whole["azdo_pipeline_info"]
-    assert sum(len(i) for i in info) == len(whole["azdo_pipeline_info"])
+    info = [s.get(m.PIPELINE_INFO.name, set()) for s in shards]
+    assert set().union(*info) == whole[m.PIPELINE_INFO.name]
+    assert sum(len(i) for i in info) == len(whole[m.PIPELINE_INFO.name])
 
     # Every other family too: project series split without overlap; organization-wide ones on shard 0 only.
     for family, series in whole.items():
@@ -136,7 +137,7 @@ def test_three_shards_together_equal_one_unsharded_exporter(medium_sim: Simulato
         else:
             assert parts[0] == series and not parts[1] and not parts[2], family
     org_level = {f for f, series in whole.items() if not any("project" in dict(lbl) for _, lbl in series)}
-    assert {"azdo_agent_pool_agents", "azdo_audit_events"} <= org_level
+    assert {m.AGENT_POOL_AGENTS.name, m.AUDIT_EVENTS.name} <= org_level
 
 
 def test_once_with_shard_on_the_command_line() -> None:
@@ -147,9 +148,9 @@ def test_once_with_shard_on_the_command_line() -> None:
                               capture_output=True, text=True, timeout=120, env=env)
         assert proc.returncode == 0, proc.stderr
         results.append(_series(proc.stdout))
-    assert results[0].get("azdo_agent_pool_agents") and not results[1].get("azdo_agent_pool_agents")
-    p0 = {dict(lbl)["project"] for _, lbl in results[0].get("azdo_pipeline_info", set())}
-    p1 = {dict(lbl)["project"] for _, lbl in results[1].get("azdo_pipeline_info", set())}
+    assert results[0].get(m.AGENT_POOL_AGENTS.name) and not results[1].get(m.AGENT_POOL_AGENTS.name)
+    p0 = {dict(lbl)["project"] for _, lbl in results[0].get(m.PIPELINE_INFO.name, set())}
+    p1 = {dict(lbl)["project"] for _, lbl in results[1].get(m.PIPELINE_INFO.name, set())}
     assert p0 and p1 and not p0 & p1
 
     bad = subprocess.run([sys.executable, "-m", "exporter", "--demo", "--once", "--shard", "3/3"],

@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 
+from exporter.metrics import catalogue as m
 from exporter.simulator.model import Organization
 from exporter.simulator.server import SimulatorServer
 from tests.conftest import PAT, ExporterFactory, FakeClock
@@ -50,8 +51,8 @@ def steady_cycle_builds_requests(clock: FakeClock, make_exporter: ExporterFactor
             if request.path.endswith("/_apis/build/builds"):
                 per_project[request.path.split("/")[2]] += 1
         total = len(server.requests)
-        assert sum(1 for m in exporter.registry.collect() if m.name == "azdo_pipeline_runs"
-                   for s in m.samples if s.labels["result"] == "succeeded" and s.value == 1) \
+        assert sum(1 for fam in exporter.registry.collect() if fam.name == m.PIPELINE_RUNS.name
+                   for s in fam.samples if s.labels["result"] == "succeeded" and s.value == 1) \
             == new_runs_per_project * len(PROJECTS)
     return per_project, total
 

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Gauge
 
 from exporter.config.settings import ConfigError, load_config
 from exporter.config.web_config import WebConfigError, load_web_config
+from exporter.metrics import catalogue as m
 from exporter.serve.http_server import ExporterHTTPServer, start_server
 from exporter.serve.web_serving import BasicAuth, WebServing
 
@@ -94,7 +95,7 @@ def serve() -> Iterator:
 
     def start(web_yaml: str | None, tmp: Path) -> Served:
         registry = CollectorRegistry()
-        Gauge("azdo_pipeline_broken", "test", registry=registry).set(1)
+        Gauge(m.PIPELINE_BROKEN.name, "test", registry=registry).set(1)
         web = None
         if web_yaml is not None:
             path = tmp / "web.yml"
@@ -150,7 +151,7 @@ def _basic(user: str, password: str) -> dict[str, str]:
 def test_tls_serves_https_and_refuses_plain_http(pki: Path, tmp_path: Path, serve) -> None:
     s = serve(f"tls_server_config:\n  cert_file: {pki}/server.crt\n  key_file: {pki}/server.key\n", tmp_path)
     status, body, _ = _https_get(s.port, _client_context(pki))
-    assert status == 200 and b"azdo_pipeline_broken 1.0" in body
+    assert status == 200 and f"{m.PIPELINE_BROKEN} 1.0".encode() in body
     with pytest.raises((http.client.HTTPException, ConnectionError, OSError)):
         _http_get(s.port)
     # The server survives the bad client.
@@ -205,7 +206,7 @@ def test_basic_auth_right_wrong_missing(tmp_path: Path, serve) -> None:
     s = serve(_users_yaml(prometheus="s3cret", other="pw") + "http_server_config:\n  headers:\n"
               "    X-Content-Type-Options: nosniff\n    Strict-Transport-Security: max-age=31536000\n", tmp_path)
     status, body, headers = _http_get(s.port, headers=_basic("prometheus", "s3cret"))
-    assert status == 200 and b"azdo_pipeline_broken" in body
+    assert status == 200 and m.PIPELINE_BROKEN.name.encode() in body
     assert headers["X-Content-Type-Options"] == "nosniff"
     assert headers["Strict-Transport-Security"] == "max-age=31536000"
     answers = []

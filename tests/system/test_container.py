@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from exporter.metrics import catalogue as m
 from tests.system_tools import in_ci, require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,13 +113,13 @@ def test_image_serves_the_demo_and_stops_quickly_on_sigterm(image: list[str]) ->
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
                     body = resp.read().decode()
-                if "azdo_pipeline_broken{" in body:
+                if f"{m.PIPELINE_BROKEN}{{" in body:
                     break
             except OSError:
                 pass
             time.sleep(1)
         logs = subprocess.run([*image, "logs", name], capture_output=True, text=True).stderr
-        assert "azdo_pipeline_broken{" in body, logs[-3000:]
+        assert f"{m.PIPELINE_BROKEN}{{" in body, logs[-3000:]
         assert "DEMO MODE" in logs
 
         health = subprocess.run([*image, "healthcheck", "run", name], capture_output=True, text=True, timeout=60)

@@ -7,6 +7,10 @@
 
 from __future__ import annotations
 
+import ast
+import re
+from pathlib import Path
+
 import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
@@ -119,3 +123,51 @@ def test_team_views_read_only_catalogue_series_of_the_families_they_need() -> No
     snapshot = digest_snapshot.read_snapshot(Source(), organization="o", organization_url="https://x", now=0.0)
     assert [(b.key, b.broken) for b in snapshot.branches] == [(("P", "ci", "main"), True)]
     assert snapshot.has_builds
+
+
+# -- no metric name outside the catalogue ----------------------------------------------------------
+ROOT = Path(__file__).resolve().parents[2]
+SCANNED = ("exporter", "tests", "bench", "alerts", "grafana", "deploy", "scripts")
+# The catalogue declares the names; the simulator is Azure DevOps' side and knows no metric.
+EXEMPT = (ROOT / "exporter" / "metrics" / "catalogue.py", ROOT / "exporter" / "simulator")
+# `azdo_...` not followed by `:`: recording-rule names (`azdo_project:pipeline_success:ratio_window`) are
+# the alert generator's own output, named level:metric:operation, not exporter metrics.
+METRIC_LITERAL = re.compile(r"\bazdo_[a-z_]+\b(?!:)")
+# Words of that shape that are not metrics: the Python distribution (azdo_exporter-1.0-py3-none-any.whl).
+NOT_METRICS = {"azdo_exporter"}
+
+
+def metric_literals(source: str) -> list[tuple[int, str]]:
+    """(line, name) of every metric-like name in the string and bytes literals of `source`, docstrings
+    excepted (prose may name a metric; code may not)."""
+    tree = ast.parse(source)
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+                  and node.body and isinstance(node.body[0], ast.Expr)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str | bytes) and id(node) not in docstrings:
+            text = node.value if isinstance(node.value, str) else node.value.decode("latin-1")
+            found += [(node.lineno, name) for name in METRIC_LITERAL.findall(text) if name not in NOT_METRICS]
+    return found
+
+
+def _scanned_files() -> list[Path]:
+    files = [path for top in SCANNED for path in sorted((ROOT / top).rglob("*.py"))]
+    return [path for path in files if not any(path == e or e in path.parents for e in EXEMPT)]
+
+
+def test_no_metric_name_is_written_outside_the_catalogue() -> None:
+    files = _scanned_files()
+    assert len(files) > 50 and ROOT / "grafana" / "generate.py" in files
+    strays = [f"{path.relative_to(ROOT)}:{line}: {name}" for path in files
+              for line, name in metric_literals(path.read_text(encoding="utf-8"))]
+    assert not strays, "metric names written as literals (use exporter.metrics.catalogue):\n" + "\n".join(strays)
+
+
+def test_the_literal_check_catches_a_name_and_spares_prose() -> None:
+    name = "azdo" + "_pipeline_broken"  # split, so that this file passes its own check
+    caught = (f'"""A docstring may say {name}."""\nx = "{name}"\ny = f"sum({name}_total{{{{a}}}})"\n'
+              f'z = b"{name} 1.0"\n')
+    assert sorted(metric_literals(caught)) == [(2, name), (3, name + "_total"), (4, name)]
+    assert metric_literals('q = "' + "azdo" + '_project:pipeline_success:ratio_window"\n') == []

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from exporter.metrics import catalogue as m
 from exporter.metrics import monitoring
 
 # Metric families of SPEC §4 areas that are not in tests/golden/exposition.prom yet (code review and
@@ -213,11 +214,12 @@ def test_generator_check_passes() -> None:
 
 
 def test_metric_name_extraction() -> None:
-    expr = ('histogram_quantile(0.9, sum by (le, project) (rate(azdo_x_bucket{project=~"$project", a="b{c}"}'
+    bucket = m.PIPELINE_RUN_DURATION_SECONDS.bucket
+    expr = (f'histogram_quantile(0.9, sum by (le, project) (rate({bucket}{{project=~"$project", a="b{{c}}"}}'
             '[$__rate_interval]))) / on (project) group_left (pipeline_id) azdo:rule:ratio offset 1h '
             'or vector(0) and label_replace(up, "dst", "$1", "src", "(.*)") > 1e3')
-    assert metric_names(expr) == {"azdo_x_bucket", "azdo:rule:ratio", "up"}
-    assert metric_names('label_values(azdo_pipeline_info{project=~"$project"}, pipeline)') == {"azdo_pipeline_info"}
+    assert metric_names(expr) == {bucket, "azdo:rule:ratio", "up"}
+    assert metric_names(f'label_values({m.PIPELINE_INFO}{{project=~"$project"}}, pipeline)') == {m.PIPELINE_INFO.name}
     assert metric_names("label_values(project)") == set()
 
 
@@ -295,9 +297,9 @@ def test_links_back_to_azure_devops_carry_the_pipeline_id(file_name: str) -> Non
         for url in links:
             assert url.startswith("${organization_url}/"), url
         for target in panel["targets"]:
-            assert "azdo_pipeline_info" in target["expr"] and "pipeline_id" in target["expr"], (
+            assert m.PIPELINE_INFO.name in target["expr"] and "pipeline_id" in target["expr"], (
                 f"{file_name}: panel {panel['title']!r} target {target['refId']} links by pipeline_id "
-                "but does not join azdo_pipeline_info")
+                f"but does not join {m.PIPELINE_INFO}")
     if file_name == "pipeline-health.json":
         assert any("definitionId=${__data.fields.pipeline_id}" in text for text in all_strings(model))
 

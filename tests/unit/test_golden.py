@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from exporter.metrics import catalogue as m
 from tests.golden import GOLDEN, README, TABLE_BEGIN, TABLE_END, metric_table, produce_exposition
 
 
@@ -15,10 +16,10 @@ def test_exposition_matches_the_golden_file() -> None:
 
 def test_golden_file_holds_the_scenarios() -> None:
     text = GOLDEN.read_text(encoding="utf-8")
-    assert 'azdo_pipeline_broken{branch="main",pipeline="infra/deploy-api",project="Payments"} 1.0' in text
-    assert 'azdo_pipeline_broken{branch="main",pipeline="data/etl",project="Platform"} 1.0' in text
-    assert 'azdo_pipeline_broken{branch="main",pipeline="mobile/app-ci",project="Platform"} 0.0' in text
-    assert 'azdo_pipeline_has_tests{branch="main",pipeline="docs-build",project="Platform"} 0.0' in text
+    assert f'{m.PIPELINE_BROKEN}{{branch="main",pipeline="infra/deploy-api",project="Payments"}} 1.0' in text
+    assert f'{m.PIPELINE_BROKEN}{{branch="main",pipeline="data/etl",project="Platform"}} 1.0' in text
+    assert f'{m.PIPELINE_BROKEN}{{branch="main",pipeline="mobile/app-ci",project="Platform"}} 0.0' in text
+    assert f'{m.PIPELINE_HAS_TESTS}{{branch="main",pipeline="docs-build",project="Platform"}} 0.0' in text
     assert "refs/pull" not in text and 'branch="feature' not in text
 
 
