@@ -43,9 +43,11 @@ soak: venv
 system-deps:
 	@./scripts/system-deps.sh
 
+## The whole repository: ruff, mypy (files in pyproject.toml) and the import contract (layers, pyproject.toml)
 lint: venv
-	$(VENV)/bin/ruff check exporter tests
-	$(VENV)/bin/mypy exporter
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 ## Regenerate the golden exposition file (fixed seed, fixed clock)
 golden: venv
@@ -68,4 +70,4 @@ deploy-rules: venv
 .PHONY: wheelhouse image deploy-rules
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .import_linter_cache *.egg-info

@@ -307,8 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("| " + "figure".ljust(width) + " | median (min–max, n) |")
     print("|" + "-" * (width + 2) + "|---|")
-    for key, value in rows:
-        print(f"| {key.ljust(width)} | {value} |")
+    for key, shown in rows:
+        print(f"| {key.ljust(width)} | {shown} |")
     print("\nTop series by metric name:")
     for name, count in sorted(series_breakdown(body).items(), key=lambda kv: -kv[1])[:12]:
         print(f"  {count:>8,}  {name}")

@@ -671,9 +671,9 @@ def run_soak(duration: float, *, interval: float = 5.0, speed: float = 30.0, sca
         _check_memory(report, watcher)
         if not exporter.alive():
             watcher.fail(f"exporter exited with {exporter.popen.returncode}")
-        code = exporter.stop()
-        if code != 0:
-            watcher.fail(f"exporter exited with {code} on SIGTERM:\n{exporter.log_tail()}")
+        exit_code = exporter.stop()
+        if exit_code != 0:
+            watcher.fail(f"exporter exited with {exit_code} on SIGTERM:\n{exporter.log_tail()}")
         _check_log(exporter, watcher)
     for line in report.lines():
         log(line)

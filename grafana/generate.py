@@ -15,6 +15,7 @@ import argparse
 import difflib
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from grafana_foundation_sdk.builders import bargauge, common, prometheus, stat, table, timeseries
@@ -214,7 +215,7 @@ def link(title: str, url: str) -> dict[str, object]:
 
 
 def table_panel(title: str, targets: list, description: str, *, rename: dict[str, str],
-                columns: list[tuple[str, list[models.DynamicConfigValue]]] = (), sort_by: str = "",
+                columns: Sequence[tuple[str, list[models.DynamicConfigValue]]] = (), sort_by: str = "",
                 width: int = 24, height: int = 8, hide: tuple[str, ...] = (),
                 link_only: tuple[str, ...] = ()) -> table.Panel:
     """A table from instant queries in table format, merged on their labels, with renamed columns.

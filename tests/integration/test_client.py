@@ -107,7 +107,8 @@ def test_429_with_retry_after_is_waited_out_and_counted(sim: SimulatorServer) ->
     assert waited >= 0.95  # the client waited as told before asking again
     assert [r.status for r in sim.requests] == [429, 200]
     assert registry.get_sample_value(m.EXPORTER_THROTTLED.total) == 1
-    assert registry.get_sample_value(m.EXPORTER_RATE_LIMIT_DELAY_SECONDS.total) >= 0.95
+    delay = registry.get_sample_value(m.EXPORTER_RATE_LIMIT_DELAY_SECONDS.total)
+    assert delay is not None and delay >= 0.95
 
 
 def test_retry_after_on_a_200_delays_the_next_request(sim: SimulatorServer) -> None:

@@ -17,8 +17,8 @@ from exporter.simulator.model import DAY, HOUR, Organization
 from exporter.simulator.server import Fault, SimulatorServer
 
 ANCHOR = 1_790_000_000.0  # 2026-09-21T14:13:20Z
-V = {"api-version": "7.1"}
-PREVIEW = {"api-version": "7.1-preview.1"}
+V: dict[str, str | int] = {"api-version": "7.1"}
+PREVIEW: dict[str, str | int] = {"api-version": "7.1-preview.1"}
 
 
 class Clock:
@@ -440,7 +440,7 @@ def test_api_version_and_preview(http: requests.Session, sim: SimulatorServer) -
         'The requested version "7.1" of the resource is under preview. The -preview flag must be supplied '
         'in the api-version for such requests. For example: "7.1-preview"')
     r = http.get(sim.base_url + "/Payments/_apis/test/ResultSummaryByBuild",
-                 params={"api-version": "7.1-preview", "buildId": 1})
+                 params={"api-version": "7.1-preview", "buildId": "1"})
     assert r.status_code == 200
 
 

@@ -88,7 +88,7 @@ def rule_files() -> list[Path]:
 
 def load_rules() -> list[tuple[str, dict[str, Any]]]:
     """(file name, rule) for every recording and alerting rule in alerts/."""
-    rules = []
+    rules: list[tuple[str, dict[str, Any]]] = []
     for path in rule_files():
         for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
             rules.extend((path.name, rule) for rule in group.get("rules", []))
@@ -138,7 +138,9 @@ def golden_sample_names() -> set[str]:
     names = set()
     for line in GOLDEN.read_text(encoding="utf-8").splitlines():
         if line and not line.startswith("#"):
-            names.add(re.match(r"[A-Za-z_:][A-Za-z0-9_:]*", line).group(0))
+            match = re.match(r"[A-Za-z_:][A-Za-z0-9_:]*", line)
+            assert match, f"golden line without a metric name: {line!r}"
+            names.add(match.group(0))
     return names
 
 
@@ -265,7 +267,8 @@ def test_dashboard_structure(file_name: str) -> None:
         grid = panel.get("gridPos") or {}
         x, y, w, h = (grid.get(key) for key in ("x", "y", "w", "h"))
         title = panel.get("title")
-        assert all(isinstance(v, int) for v in (x, y, w, h)), f"panel {title!r}: gridPos {grid}"
+        assert isinstance(x, int) and isinstance(y, int) and isinstance(w, int) and isinstance(h, int), (
+            f"panel {title!r}: gridPos {grid}")
         assert x >= 0 and y >= 0 and w >= 1 and h >= 1 and x + w <= 24, f"panel {title!r}: gridPos {grid}"
         for column in range(x, x + w):
             for line in range(y, y + h):
