@@ -12,9 +12,9 @@ from exporter.app import Exporter
 from exporter.cli import demo_config
 from exporter.simulator.model import Organization
 from exporter.simulator.server import SimulatorServer
+from tests.support import T0
 
 PAT = "test-pat-8f14e45fceea167a5a36dedd4bea2543"
-T0 = 1795694400.0  # 2026-11-20T12:00:00Z
 
 prometheus_client.disable_created_metrics()
 

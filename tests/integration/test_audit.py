@@ -14,9 +14,8 @@ from exporter.simulator.model import Organization
 from exporter.simulator.server import SimulatorServer
 from tests.conftest import ExporterFactory, FakeClock, sample
 from tests.integration.test_pull_requests import only
+from tests.support import DAY, H
 
-H = 3600.0
-DAY = 86400.0
 BYPASS = {"area": "Git", "category": "modify", "action": "Git.RefUpdatePoliciesBypassed"}
 POLICY = {"area": "Policy", "category": "modify", "action": "Policy.PolicyConfigModified"}
 TOKEN = {"area": "Token", "category": "create", "action": "Token.PatCreateEvent"}

@@ -22,6 +22,7 @@ from exporter.metrics import catalogue as m
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.serve.scheduler import Scheduler
 from exporter.simulator.server import SimulatorServer
+from tests.support import wait_until
 
 
 def test_bearer_token_file_is_reread_when_it_changes(tmp_path: Path, sim: SimulatorServer) -> None:
@@ -107,9 +108,7 @@ def test_scheduler_backs_off_after_failures_and_stops_promptly(monkeypatch: pyte
     area = FlakyArea(failures=3, interval=30.0)
     scheduler = Scheduler([area], SelfMetrics(CollectorRegistry()), rng=random.Random(1))
     scheduler.start()
-    deadline = time.monotonic() + 5
-    while len(area.calls) < 4 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: len(area.calls) >= 4, 5, "four refreshes", interval=0.02)
     assert len(area.calls) == 4  # three failures retried quickly, then success
     gaps = [b - a for a, b in zip(area.calls, area.calls[1:], strict=False)]
     assert 0.05 <= gaps[0] <= 0.2 and 0.1 <= gaps[1] <= 0.4 and 0.2 <= gaps[2] <= 0.8  # growing backoff

@@ -6,9 +6,7 @@ from exporter.metrics import catalogue as m
 from exporter.simulator.model import Organization
 from exporter.simulator.server import SimulatorServer
 from tests.conftest import ExporterFactory, FakeClock, sample
-
-H = 3600.0
-DAY = 86400.0
+from tests.support import DAY, H
 
 
 def add_runs(org: Organization, project: str, pipeline_id: int, branch: str, results: list[str],

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import gzip
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,21 +15,7 @@ from exporter.metrics import catalogue as m
 from exporter.simulator.model import Organization
 from exporter.simulator.server import SimulatorServer
 from tests.conftest import PAT, FakeClock
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AZDO_")}
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True, text=True,
-                          timeout=timeout, env=full_env, cwd=ROOT)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.support import cli_process, free_port, run_cli, wait_http
 
 
 def test_check_config_lists_every_mistake_with_its_line(tmp_path: Path) -> None:
@@ -98,21 +80,9 @@ def test_once_exits_1_with_the_reason_when_a_collector_fails(live_sim: Simulator
 
 def test_demo_serves_metrics_and_stops_on_sigterm_within_5_seconds() -> None:
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AZDO_")}
-    process = subprocess.Popen([sys.executable, "-m", "exporter", "--demo", "--listen", f"127.0.0.1:{port}"],
-                               cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        ready = None
-        while time.monotonic() < deadline:
-            try:
-                ready = requests.get(f"{base}/readyz", timeout=2)
-                if ready.status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
+    with cli_process("--demo", "--listen", f"127.0.0.1:{port}") as process:
+        ready = wait_http(f"{base}/readyz", process=process)
         assert ready is not None and ready.status_code == 200
         assert requests.get(f"{base}/healthz", timeout=5).status_code == 200
         raw = requests.get(f"{base}/metrics", headers={"Accept-Encoding": "gzip"}, timeout=10, stream=True)
@@ -130,9 +100,5 @@ def test_demo_serves_metrics_and_stops_on_sigterm_within_5_seconds() -> None:
         process.wait(timeout=10)
         assert time.monotonic() - started < 5
         assert process.returncode == 0
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        _, err = process.communicate()
+    _, err = process.communicate()
     assert "SIMULATED" in err  # the banner says the data is simulated

@@ -11,8 +11,8 @@ from exporter.simulator import release_model as rm
 from exporter.simulator.model import Organization
 from exporter.simulator.server import SimulatorServer
 from tests.conftest import PAT, ExporterFactory, FakeClock, sample
+from tests.support import H
 
-H = 3600.0
 ONLY = {"intervals": {"builds": 0, "tests": 0, "pull_requests": 0, "policies": 0, "audit": 0, "agent_pools": 0,
                       "deployments": "2m"}}
 

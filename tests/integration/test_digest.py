@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import threading
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
@@ -32,6 +30,7 @@ from exporter.team.digest_model import DigestState, compose, load_state, next_st
 from exporter.team.digest_schedule import latest_slot, next_slot, slot_id
 from exporter.team.digest_snapshot import human_duration, read_snapshot
 from tests.conftest import PAT
+from tests.support import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 GOLDEN_DIR = ROOT / "tests" / "golden" / "digest"
@@ -604,13 +603,6 @@ def test_state_file_round_trip_and_corruption(tmp_path: Path, caplog: pytest.Log
 
 
 # -------------------------------------------------------------------------------------- command line
-
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AZDO_")}
-    full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "exporter", *args], capture_output=True, text=True,
-                          timeout=timeout, env=full_env, cwd=ROOT)
-
 
 @pytest.fixture
 def seeded_sim() -> Iterator[SimulatorServer]:

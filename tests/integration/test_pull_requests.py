@@ -25,9 +25,8 @@ from exporter.simulator.git_model import (
 from exporter.simulator.model import PEOPLE, Organization
 from exporter.simulator.server import SimulatorServer
 from tests.conftest import PAT, ExporterFactory, FakeClock, sample
+from tests.support import DAY, H
 
-H = 3600.0
-DAY = 86400.0
 ALICE, BOB, CAROL, DAN = PEOPLE[0], PEOPLE[1], PEOPLE[2], PEOPLE[3]
 AREAS = ("builds", "tests", "pull_requests", "policies", "deployments", "agent_pools", "audit")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -6,9 +6,6 @@ project on exactly one shard, and the organization-wide areas (agent pools, audi
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -22,7 +19,8 @@ from exporter.config.sharding import ORG_LEVEL_AREAS, Shard, parse_shard, shard_
 from exporter.metrics import catalogue as m
 from exporter.simulator.model import Organization
 from exporter.simulator.server import SimulatorServer
-from tests.conftest import PAT, T0, FakeClock
+from tests.conftest import PAT, FakeClock
+from tests.support import T0, run_cli
 
 COUNT = 3
 
@@ -141,11 +139,9 @@ def test_three_shards_together_equal_one_unsharded_exporter(medium_sim: Simulato
 
 
 def test_once_with_shard_on_the_command_line() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AZDO_")}
     results = []
     for index in range(2):
-        proc = subprocess.run([sys.executable, "-m", "exporter", "--demo", "--once", "--shard", f"{index}/3"],
-                              capture_output=True, text=True, timeout=120, env=env)
+        proc = run_cli("--demo", "--once", "--shard", f"{index}/3", timeout=120)
         assert proc.returncode == 0, proc.stderr
         results.append(_series(proc.stdout))
     assert results[0].get(m.AGENT_POOL_AGENTS.name) and not results[1].get(m.AGENT_POOL_AGENTS.name)
@@ -153,7 +149,6 @@ def test_once_with_shard_on_the_command_line() -> None:
     p1 = {dict(lbl)["project"] for _, lbl in results[1].get(m.PIPELINE_INFO.name, set())}
     assert p0 and p1 and not p0 & p1
 
-    bad = subprocess.run([sys.executable, "-m", "exporter", "--demo", "--once", "--shard", "3/3"],
-                         capture_output=True, text=True, timeout=60, env=env)
+    bad = run_cli("--demo", "--once", "--shard", "3/3", timeout=60)
     assert bad.returncode == 2
     assert "--shard: invalid shard '3/3'" in bad.stderr

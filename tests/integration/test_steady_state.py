@@ -10,8 +10,8 @@ from exporter.metrics import catalogue as m
 from exporter.simulator.model import Organization
 from exporter.simulator.server import SimulatorServer
 from tests.conftest import PAT, ExporterFactory, FakeClock
+from tests.support import H
 
-H = 3600.0
 PROJECTS = ("Alpha", "Beta", "Gamma")
 
 

@@ -7,11 +7,8 @@ import base64
 import datetime as dt
 import http.client
 import ipaddress
-import os
 import socket
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +26,7 @@ from exporter.config.web_config import WebConfigError, load_web_config
 from exporter.metrics import catalogue as m
 from exporter.serve.http_server import ExporterHTTPServer, start_server
 from exporter.serve.web_serving import BasicAuth, WebServing
+from tests.support import run_cli
 
 ENV = {"AZDO_ORG_URL": "https://dev.azure.com/contoso", "AZDO_PAT": "x"}
 
@@ -412,9 +410,7 @@ def test_web_config_file_in_the_configuration(tmp_path: Path) -> None:
 def test_cli_exits_2_on_an_invalid_web_config(tmp_path: Path) -> None:
     path = tmp_path / "web.yml"
     path.write_text("tls_server_config:\n  cert_file: nope.crt\n  key_file: nope.key\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AZDO_")}
-    proc = subprocess.run([sys.executable, "-m", "exporter", "--demo", "--web.config.file", str(path)],
-                          capture_output=True, text=True, timeout=60, env=env)
+    proc = run_cli("--demo", "--web.config.file", str(path), timeout=60)
     assert proc.returncode == 2
     # Named as the flag is spelled (exporter-toolkit's --web.config.file), not --web-config-file.
     assert f"--web.config.file: {path}:2:14: tls_server_config.cert_file: cannot read 'nope.crt'" in proc.stderr

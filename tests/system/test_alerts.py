@@ -9,7 +9,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ import pytest
 import yaml
 
 from exporter.metrics import monitoring
+from tests.support import free_port, wait_http, wait_until
 from tests.system_tools import require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -219,12 +219,6 @@ def test_inhibit_rules_name_existing_alerts():
                 assert any(re.fullmatch(value, n) for n in names), matcher
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _firing_labels() -> dict[str, list[dict]]:
     """alertname -> label sets the promtool tests expect, i.e. what Prometheus really sends."""
     labels: dict[str, list[dict]] = {}
@@ -251,7 +245,7 @@ INHIBITION_SCENARIOS = {
 @pytest.fixture(scope="module")
 def alertmanager(tmp_path_factory):
     binary = require_binary("prometheus-alertmanager")
-    port = _free_port()
+    port = free_port()
     storage = tmp_path_factory.mktemp("alertmanager")
     log = (storage / "alertmanager.log").open("wb")
     process = subprocess.Popen(
@@ -260,16 +254,8 @@ def alertmanager(tmp_path_factory):
         stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1):
-                    break
-            except OSError as error:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    output = (storage / "alertmanager.log").read_text(errors="replace")
-                    raise RuntimeError(f"alertmanager did not start: {output}") from error
-                time.sleep(0.1)
+        wait_http(f"{url}/-/ready", 20, process=process,
+                  details=lambda: (storage / "alertmanager.log").read_text(errors="replace"))
         yield url
     finally:
         process.terminate()
@@ -317,11 +303,13 @@ def test_exporter_trouble_inhibits_the_alerts_it_makes_stale(alertmanager, scena
     if silenced == "all":
         silenced = targets_names
     expected = {name: name in silenced for name in targets_names}
-    deadline = time.monotonic() + 10
-    while (got := {k: v for k, v in _inhibited(alertmanager, instance).items() if k != source_name}) != expected:
-        if time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+
+    def targets_state() -> dict[str, bool]:
+        return {k: v for k, v in _inhibited(alertmanager, instance).items() if k != source_name}
+
+    wait_until(lambda: targets_state() == expected, 10, "Alertmanager's inhibitions", interval=0.2,
+               details=lambda: f"got {targets_state()}, expected {expected}")
+    got = targets_state()
     assert got == expected
     assert len(targets_names) >= 9
 
@@ -334,13 +322,14 @@ def test_a_page_silences_the_warning_for_the_same_branch(alertmanager):
     _post(alertmanager, [page])
     time.sleep(0.5)
     _post(alertmanager, [same, other])
-    deadline = time.monotonic() + 10
-    while True:
+
+    def build_broken_alerts() -> dict[str, bool]:
         with urllib.request.urlopen(f"{alertmanager}/api/v2/alerts?filter=" +
                                     urllib.parse.quote('alertname="AzdoBuildBroken"'), timeout=5) as response:
-            alerts = {a["labels"]["branch"]: bool(a["status"]["inhibitedBy"]) for a in json.load(response)
-                      if a["labels"]["instance"] == instance}
-        if alerts == {"main": True, "release/1.2": False} or time.monotonic() > deadline:
-            break
-        time.sleep(0.2)
+            return {a["labels"]["branch"]: bool(a["status"]["inhibitedBy"]) for a in json.load(response)
+                    if a["labels"]["instance"] == instance}
+
+    wait_until(lambda: build_broken_alerts() == {"main": True, "release/1.2": False}, 10,
+               "the page to inhibit the warning on main only", interval=0.2, details=lambda: str(build_broken_alerts()))
+    alerts = build_broken_alerts()
     assert alerts == {"main": True, "release/1.2": False}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from exporter.metrics import catalogue as m
+from tests.support import free_port, wait_until
 from tests.system_tools import in_ci, require_binary
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,12 +60,6 @@ def _podman_env() -> tuple[list[str], list[str]]:
     return [a for a in first.split("\0") if a], [a for a in second.split("\0") if a]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def image() -> Iterator[list[str]]:
     for tool in ("podman", "runc", "mmdebstrap"):
@@ -100,7 +94,7 @@ def test_image_labels_user_and_healthcheck(image: list[str]) -> None:
 
 def test_image_serves_the_demo_and_stops_quickly_on_sigterm(image: list[str]) -> None:
     _, podman_run = _podman_env()
-    port = _free_port()
+    port = free_port()
     name = f"azdo-exporter-smoke-{os.getpid()}"
     run = subprocess.run([*image, "run", "--detach", "--name", name, *podman_run, "--read-only",
                           "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
@@ -108,17 +102,17 @@ def test_image_serves_the_demo_and_stops_quickly_on_sigterm(image: list[str]) ->
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
     try:
-        body, deadline = "", time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-                    body = resp.read().decode()
-                if f"{m.PIPELINE_BROKEN}{{" in body:
-                    break
-            except OSError:
-                pass
-            time.sleep(1)
-        logs = subprocess.run([*image, "logs", name], capture_output=True, text=True).stderr
+        def container_logs() -> str:
+            return subprocess.run([*image, "logs", name], capture_output=True, text=True).stderr
+
+        def metrics_with_broken_series() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+                body = resp.read().decode()
+            return body if f"{m.PIPELINE_BROKEN}{{" in body else ""
+
+        body = wait_until(metrics_with_broken_series, 90, f"{m.PIPELINE_BROKEN} on the container's /metrics",
+                          interval=1, details=lambda: container_logs()[-3000:])
+        logs = container_logs()
         assert f"{m.PIPELINE_BROKEN}{{" in body, logs[-3000:]
         assert "DEMO MODE" in logs
 

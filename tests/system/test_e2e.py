@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -41,7 +40,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -50,6 +49,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.support import free_port, wait_until
 from tests.system_tools import require_binary
 from tests.unit.test_dashboards import (
     ALERTS,
@@ -85,33 +85,12 @@ DATA_DEADLINE = 120.0
 NO_DATA_IN_SHORT_RUN: dict[str, str] = {}
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as error:
         return error.code, error.read()
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float, logs: Callable[[], str], interval: float = 0.5):
-    """Call check() until it returns something truthy; fail with the components' logs on timeout."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = check()
-            if result:
-                return result
-        except (OSError, ValueError) as error:  # not listening yet, or a partial answer
-            last_error = error
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error})\n{logs()}")
 
 
 class WebhookReceiver:
@@ -289,18 +268,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             return True
 
         # 2. Speed up the simulated organization as soon as the exporter prints where it is.
-        simulator_url = wait_for("the demo banner with the simulator's URL",
-                                 lambda: all_alive() and simulator_root(log_files["exporter"]), 60, stack.logs)
+        simulator_url = wait_until(lambda: all_alive() and simulator_root(log_files["exporter"]), 60,
+                                   "the demo banner with the simulator's URL", interval=0.5, details=stack.logs)
+        assert isinstance(simulator_url, str)
         set_simulator_speed(simulator_url, SIM_SPEED)
-        wait_for("the exporter's /readyz", lambda: all_alive() and http_get(f"{stack.exporter_url}/readyz")[0] == 200,
-                 60, stack.logs)
-        wait_for("Alertmanager ready", lambda: all_alive() and http_get(f"{stack.alertmanager_url}/-/ready")[0] == 200,
-                 30, stack.logs)
-        wait_for("Prometheus ready", lambda: all_alive() and http_get(f"{stack.prometheus_url}/-/ready")[0] == 200,
-                 30, stack.logs)
-        wait_for("a successful scrape of the exporter",
-                 lambda: stack.prom("/api/v1/query", query='up{job="azdo-exporter"} == 1')["data"]["result"],
-                 30, stack.logs)
+        wait_until(lambda: all_alive() and http_get(f"{stack.exporter_url}/readyz")[0] == 200, 60,
+                   "the exporter's /readyz", interval=0.5, details=stack.logs)
+        wait_until(lambda: all_alive() and http_get(f"{stack.alertmanager_url}/-/ready")[0] == 200, 30,
+                   "Alertmanager ready", interval=0.5, details=stack.logs)
+        wait_until(lambda: all_alive() and http_get(f"{stack.prometheus_url}/-/ready")[0] == 200, 30,
+                   "Prometheus ready", interval=0.5, details=stack.logs)
+        wait_until(lambda: stack.prom("/api/v1/query", query='up{job="azdo-exporter"} == 1')["data"]["result"], 30,
+                   "a successful scrape of the exporter", interval=0.5, details=stack.logs)
         yield stack
     finally:
         stop_all(processes)
@@ -320,7 +299,8 @@ def page_alerts(stack: Stack) -> list[dict[str, Any]]:
 
 
 def wait_for_page(stack: Stack) -> list[dict[str, Any]]:
-    return wait_for(f"{PAGE_ALERT} at the /page webhook", lambda: page_alerts(stack), DEADLINE, stack.logs)
+    return wait_until(lambda: page_alerts(stack), DEADLINE, f"{PAGE_ALERT} at the /page webhook", interval=0.5,
+                      details=stack.logs)
 
 
 def test_page_for_long_broken_default_branch_reaches_the_pager(stack: Stack) -> None:

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.integration.test_radiator import ROOT, serving_radiator
+from tests.integration.test_radiator import serving_radiator
+from tests.support import cli_process, free_port, wait_http
 from tests.system_tools import in_ci
 
 
@@ -65,29 +61,13 @@ def test_chromium_renders_the_radiator_and_shows_markup_as_text(radiator_server:
     assert "<script" not in text
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_chromium_on_the_demo_exporter(tmp_path: Path) -> None:
     """The real process (`--demo` on the simulator), its /status page, rendered by Chromium."""
     binary = require_chromium()
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AZDO_")}
-    process = subprocess.Popen([sys.executable, "-m", "exporter", "--demo", "--listen", f"127.0.0.1:{port}"],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{base}/readyz", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.3)
+    with cli_process("--demo", "--listen", f"127.0.0.1:{port}", output=subprocess.DEVNULL) as process:
+        wait_http(f"{base}/readyz", process=process)
         answer = requests.get(f"{base}/status", timeout=10)
         assert answer.status_code == 200 and "Content-Security-Policy" in answer.headers
         png = tmp_path / "demo.png"
@@ -98,10 +78,3 @@ def test_chromium_on_the_demo_exporter(tmp_path: Path) -> None:
         deploy_api = [row for row in rows if "infra/deploy-api" in row]
         assert deploy_api, dom[:2000]
         assert "Payments" in deploy_api[0] and re.search(r">\s*[4-9]h \d+m\s*<", deploy_api[0])
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from exporter.areas.build_health import BranchHistory, BranchState, CompletedRun
+from tests.support import H
 
 FAILED_ONLY = frozenset({"failed"})
 FAILED_AND_PARTIAL = frozenset({"failed", "partiallySucceeded"})
-H = 3600.0
 
 
 def history(results: list[str], breaking: frozenset[str] = FAILED_ONLY, start: float = 1000.0) -> BranchHistory:
