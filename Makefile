@@ -28,9 +28,10 @@ demo: venv
 test: venv system-deps
 	$(PY) -m pytest -q
 
-## The inner loop: unit and integration tests (simulator over HTTP), no system components; not a replacement for make test
+## The inner loop: unit and integration tests (simulator over HTTP) but not the slow ones, one worker per core;
+## no system components; not a replacement for make test. --dist loadscope: a module's fixtures are built once.
 test-fast: venv
-	$(PY) -m pytest -q -p no:cacheprovider tests/unit tests/integration -m "not slow"
+	$(PY) -m pytest -q -p no:cacheprovider -n auto --dist loadscope tests/unit tests/integration -m "not slow"
 
 ## Benchmark at organization scale (simulator --scale large): one table of medians with min-max (~15 min)
 bench: venv

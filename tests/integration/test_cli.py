@@ -64,6 +64,7 @@ def live_sim(clock: FakeClock) -> Iterator[SimulatorServer]:
         yield server
 
 
+@pytest.mark.slow  # a subprocess exporter, a whole refresh: make test runs it, make test-fast does not
 def test_once_prints_the_exposition_and_exits_0(live_sim: SimulatorServer) -> None:
     result = run_cli("--once", env={"AZDO_ORG_URL": live_sim.base_url, "AZDO_PAT": PAT})
     assert result.returncode == 0, result.stderr
@@ -78,6 +79,7 @@ def test_once_exits_1_with_the_reason_when_a_collector_fails(live_sim: Simulator
     assert f'{m.EXPORTER_REFRESH_SUCCESS}{{collector="builds"}} 0.0' in result.stdout
 
 
+@pytest.mark.slow  # a subprocess exporter in demo mode: make test runs it, make test-fast does not
 def test_demo_serves_metrics_and_stops_on_sigterm_within_5_seconds() -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"

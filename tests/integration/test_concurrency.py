@@ -28,6 +28,9 @@ SCRAPES_PER_CLIENT = 4
 FAMILIES = 12
 SERIES_PER_FAMILY = 400
 
+# 200 scrapes of about 5,000 series each, parsed by the test: a soak, so make test-fast leaves it out.
+pytestmark = pytest.mark.slow
+
 
 class GenerationArea:
     """Every series of a snapshot carries the snapshot's generation number as its value."""

@@ -610,6 +610,7 @@ def seeded_sim() -> Iterator[SimulatorServer]:
         yield server
 
 
+@pytest.mark.slow  # a subprocess exporter, a whole refresh: make test runs it, make test-fast does not
 def test_digest_to_stdout_against_the_simulator(seeded_sim: SimulatorServer, tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(f"organization_url: {seeded_sim.base_url}\ndigest:\n  time_zone: Europe/Berlin\n",
@@ -622,6 +623,7 @@ def test_digest_to_stdout_against_the_simulator(seeded_sim: SimulatorServer, tmp
     assert "broken for 4h" in broken_line and "_build?definitionId=" in broken_line
 
 
+@pytest.mark.slow  # a subprocess exporter, a whole refresh: make test runs it, make test-fast does not
 def test_digest_to_slack_from_the_command_line(seeded_sim: SimulatorServer, receiver: Receiver,
                                               tmp_path: Path) -> None:
     state = tmp_path / "state.json"

@@ -109,6 +109,7 @@ def _series(text: str) -> dict[str, set[Series]]:
     return out
 
 
+@pytest.mark.slow  # four whole refreshes of a medium organization: make test runs it, make test-fast does not
 def test_three_shards_together_equal_one_unsharded_exporter(medium_sim: SimulatorServer) -> None:
     whole = _series(_run_once(medium_sim, None))
     shards = [_series(_run_once(medium_sim, f"{i}/{COUNT}")) for i in range(COUNT)]
@@ -138,6 +139,7 @@ def test_three_shards_together_equal_one_unsharded_exporter(medium_sim: Simulato
     assert {m.AGENT_POOL_AGENTS.name, m.AUDIT_EVENTS.name} <= org_level
 
 
+@pytest.mark.slow  # three subprocess exporters: make test runs it, make test-fast does not
 def test_once_with_shard_on_the_command_line() -> None:
     results = []
     for index in range(2):
