@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
+import pytest
 from prometheus_client import CollectorRegistry, Gauge
 
 from exporter.config.web_config import load_web_config
@@ -434,6 +435,7 @@ class _Hostiles:
             sock.close()
 
 
+@pytest.mark.slow  # a soak (1,000 connections held 10 s, a latency bound): make test runs it, make test-fast does not
 def test_a_thousand_hostile_connections_leave_a_good_client_served() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < 4096:
