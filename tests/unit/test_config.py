@@ -576,3 +576,88 @@ def test_close_misspelt_environment_variable_is_logged(caplog: pytest.LogCapture
 def test_config_error_from_single_string() -> None:
     err = ConfigError("x: y")
     assert err.errors == ["x: y"] and str(err) == "x: y"
+
+
+# ---------------------------------------------------------------------------------- settings table
+
+
+def test_readme_configuration_tables_are_generated_from_the_settings_table() -> None:
+    """README.md's configuration tables are the table's; run `python -m exporter.config.reference` after a change."""
+    from exporter.config.reference import README, groups_in, update_readme
+    from exporter.config.table import GROUPS
+
+    text = README.read_text(encoding="utf-8")
+    assert groups_in(text) == list(GROUPS)
+    assert update_readme(text) == text, "README.md is stale: run .venv/bin/python -m exporter.config.reference"
+
+
+def test_every_setting_has_its_own_environment_variable_and_a_doc() -> None:
+    from exporter.config.table import BY_ENV, SETTINGS
+
+    assert len(BY_ENV) == len(SETTINGS)
+    for setting in SETTINGS:
+        assert setting.env.startswith("AZDO_"), setting.key
+        assert setting.doc.endswith((".", "…")), setting.key
+        assert "\n" not in setting.doc, setting.key
+
+
+def test_dataclass_defaults_are_the_table_defaults() -> None:
+    from exporter.config.table import default
+
+    config = Config(ORG)
+    assert config.lookback == default("lookback") == 30 * 86400
+    assert config.request_timeout == default("request_timeout") == 30.0
+    assert config.max_retries == default("max_retries") == 3
+    assert config.branches == default("branches") == ("main", "master", "release/*")
+    assert config.broken_results == default("broken_results") == frozenset({"failed"})
+    assert [p.pattern for p in config.production_environments] == ["(?i)prod"]
+    assert (config.listen_host, config.listen_port) == default("listen") == ("0.0.0.0", 9862)
+    assert (config.log_level, config.log_format) == (default("log_level"), default("log_format")) == ("INFO", "text")
+    assert config.shard == default("shard")
+    assert config.intervals == Intervals(**{a: default(f"intervals.{a}") for a in (
+        "builds", "tests", "pull_requests", "policies", "deployments", "agent_pools", "audit")})
+    assert config.digest.days == default("digest.days") == (0,)
+    assert str(config.digest.time) == "09:00:00" and config.digest.time_zone == default("digest.time_zone") == "UTC"
+    for name in ("projects", "pipelines", "repositories"):
+        assert getattr(config, name) == NameFilter(default(f"{name}.include"), default(f"{name}.exclude"))
+    # and the loader gives the same defaults as the dataclass
+    assert load_config(None, {"AZDO_ORG_URL": ORG, **BASE_ENV}) == Config(ORG, pat=Secret(PAT))
+
+
+def test_every_setting_is_read_from_its_environment_variable() -> None:
+    from exporter.config.sources import read_env
+    from exporter.config.table import SETTINGS
+
+    values = read_env({s.env: f"value-of-{s.key}" for s in SETTINGS})
+    assert {key: raw.where for key, raw in values.items()} == {s.key: f"env {s.env}" for s in SETTINGS}
+
+
+def test_overrides_are_named_by_their_flag() -> None:
+    overrides: dict[str, object] = {"log_level": "loud", "web_config_file": "/nonexistent"}
+    errors = errors_of(None, {"AZDO_ORG_URL": ORG, **BASE_ENV}, overrides)
+    assert errors == [
+        "--log-level: invalid log level 'loud'; use one of DEBUG, INFO, WARNING, ERROR",
+        "--web.config.file: cannot read '/nonexistent': No such file or directory",
+    ]
+
+
+def test_entra_settings_read_the_environment_they_are_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"AZDO_ORG_URL": ORG, "AZDO_AUTH": "entra", "AZDO_AUTH_CREDENTIAL": "client_secret"}
+    # the process environment is not the configuration's: a secret there must not satisfy the check
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "from-the-process")
+    monkeypatch.setenv("AZURE_CLIENT_CERTIFICATE_PATH", "/from/the/process.pem")
+    assert errors_of(None, env) == [
+        "env AZDO_AUTH: auth.credential client_secret needs auth.client_secret_file (or AZURE_CLIENT_SECRET)"
+    ]
+    cert = {**env, "AZDO_AUTH_CREDENTIAL": "client_certificate"}
+    assert errors_of(None, cert) == [
+        "env AZDO_AUTH: auth.credential client_certificate needs auth.client_certificate_file "
+        "(or AZURE_CLIENT_CERTIFICATE_PATH)"
+    ]
+    # ... and one in the given environment does
+    monkeypatch.delenv("AZURE_CLIENT_SECRET")
+    monkeypatch.delenv("AZURE_CLIENT_CERTIFICATE_PATH")
+    config = load_config(None, {**env, "AZURE_CLIENT_SECRET": "given"})
+    assert config.entra is not None and config.entra.credential == "client_secret"
+    config = load_config(None, {**cert, "AZURE_CLIENT_CERTIFICATE_PATH": "/given.pem"})
+    assert config.entra is not None and config.entra.credential == "client_certificate"
