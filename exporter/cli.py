@@ -16,7 +16,7 @@ from prometheus_client.exposition import generate_latest
 
 from exporter import __version__
 from exporter.azdo.auth import CredentialError
-from exporter.config.settings import Config, ConfigError, check_config_file, load_config
+from exporter.config.settings import Config, ConfigError, check_config, load_config
 from exporter.logging_setup import setup_logging
 
 log = logging.getLogger("exporter")
@@ -95,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"azdo-exporter: invalid configuration:\n{error}", file=sys.stderr)
         return EXIT_CONFIG
     setup_logging(config.log_level, config.log_format)
+    for warning in config.warnings:
+        log.warning("configuration: %s", warning)
     if args.once:
         return _once(config)
     return _serve(config)
@@ -106,13 +108,16 @@ def _check_config(argv: list[str]) -> int:
                                                  "if there is any.")
     parser.add_argument("file")
     args = parser.parse_args(argv)
-    errors = check_config_file(args.file, os.environ)
-    if errors:
-        print(f"{args.file}: {len(errors)} problem(s):", file=sys.stderr)
-        for line in errors:
+    found = check_config(args.file, os.environ)
+    if found.errors:
+        print(f"{args.file}: {len(found.errors)} problem(s):", file=sys.stderr)
+        for line in found.errors:
             print(f"  {line}", file=sys.stderr)
+    for line in found.warnings:  # warnings do not stop the exporter, so they do not fail the check
+        print(f"  warning: {line}", file=sys.stderr)
+    if found.errors:
         return EXIT_CONFIG
-    print(f"{args.file}: OK")
+    print(f"{args.file}: OK" + (f" ({len(found.warnings)} warning(s))" if found.warnings else ""))
     return EXIT_OK
 
 

@@ -241,6 +241,12 @@ def load_config(
     shard = r.get("shard")
     web_config_file, web_config = _web_config(r, errors)
 
+    warnings.extend(_plain_http_warnings(r, organization_url=organization_url, release_url=release_url,
+                                         audit_url=audit_url))
+    if not any(getattr(intervals, area) for area in AREAS):
+        warnings.append(f"{origin}: intervals: every area is 0 (off), so nothing is collected; set at least one "
+                        "interval, e.g. intervals.builds: 60s")
+
     if errors or organization_url is None:
         raise ConfigError(_in_file_order(errors or [f"{origin}: organization_url: required"], path),
                           _in_file_order(warnings, path))
@@ -273,6 +279,17 @@ def load_config(
         entra=entra,
         warnings=tuple(_in_file_order(warnings, path)),
     )
+
+
+def _plain_http_warnings(r: _Resolver, **urls: str | None) -> list[str]:
+    """A warning for each URL given that sends the credential unencrypted to another machine."""
+    out = []
+    for key, url in urls.items():
+        raw = r.raw(key)
+        if raw is not None and url and url.lower().startswith("http://") and not is_local_url(url):
+            out.append(f"{raw.where}: '{url}' is plain http://, so the credential and the data cross the network "
+                       "unencrypted; use https://")
+    return out
 
 
 def _entra_config(r: _Resolver, errors: list[str], env: Mapping[str, str]) -> EntraConfig | None:

@@ -10,7 +10,6 @@ dispatch of the readers (`sources.py`), the defaults of `Config` (`model.py`), t
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -81,11 +80,14 @@ class Setting:
         return self.parse(self.default)
 
 
-# Ranges. A 0 interval turns an area off; otherwise a real organization is asked at most every 5 s.
-_INTERVAL = v.Duration(minimum=0.0, maximum=math.inf, off=True)
-_LOOKBACK = v.Duration(minimum=0.0, maximum=math.inf)
-_REQUEST_TIMEOUT = v.Duration(minimum=0.0, maximum=math.inf)
-_RETRIES = v.WholeNumber(0, 2**31)
+# Ranges: sane values only, so nothing overflows a datetime or a timeout at run time. A 0 interval
+# turns an area off; otherwise a real organization is asked at most every 5 s (a simulator on this
+# machine, as in the demo and the tests, every 100 ms). A week is the longest interval, 400 days the
+# longest lookback (Azure DevOps keeps about a year of runs), 10 minutes the longest request.
+_INTERVAL = v.Duration(minimum=5.0, maximum=7 * 86400.0, off=True, local_minimum=0.1)
+_LOOKBACK = v.Duration(minimum=3600.0, maximum=400 * 86400.0)
+_REQUEST_TIMEOUT = v.Duration(minimum=0.1, maximum=600.0)
+_RETRIES = v.WholeNumber(0, 10)
 
 _AREA_DOCS = {
     "builds": ("60s", "Refresh of pipeline runs and build health."),

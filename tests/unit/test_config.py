@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -661,3 +662,189 @@ def test_entra_settings_read_the_environment_they_are_given(monkeypatch: pytest.
     assert config.entra is not None and config.entra.credential == "client_secret"
     config = load_config(None, {**cert, "AZURE_CLIENT_CERTIFICATE_PATH": "/given.pem"})
     assert config.entra is not None and config.entra.credential == "client_certificate"
+
+
+# ------------------------------------------------------------------------------------------ bounds
+# Values that check-config used to accept and that broke at run time (issue 12): each is rejected
+# by load_config (and so by check-config) with the allowed range in the message.
+
+INTERVAL_RANGE = "allowed: 0 (off), or 5s to 1w (from 100ms when organization_url is on this machine)"
+LOCAL_ORG = "http://127.0.0.1:8081/contoso"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "allowed"),
+    [
+        ("AZDO_INTERVAL_BUILDS", "1ms", INTERVAL_RANGE),
+        ("AZDO_INTERVAL_AGENT_POOLS", "4.9s", INTERVAL_RANGE),
+        ("AZDO_INTERVAL_AUDIT", "16000w", INTERVAL_RANGE),
+        ("AZDO_INTERVAL_POLICIES", "8d", INTERVAL_RANGE),
+        ("AZDO_LOOKBACK", "401d", "allowed: 1h to 400d"),
+        ("AZDO_LOOKBACK", "999999999d", "allowed: 1h to 400d"),
+        ("AZDO_LOOKBACK", "30m", "allowed: 1h to 400d"),
+        ("AZDO_REQUEST_TIMEOUT", "11m", "allowed: 100ms to 10m"),
+        ("AZDO_REQUEST_TIMEOUT", "100000000000000", "allowed: 100ms to 10m"),
+        ("AZDO_REQUEST_TIMEOUT", "10ms", "allowed: 100ms to 10m"),
+        ("AZDO_MAX_RETRIES", "11", "allowed: 0 to 10"),
+        ("AZDO_MAX_RETRIES", "99999999999999999999", "allowed: 0 to 10"),
+    ],
+)
+def test_out_of_range_values_are_rejected_with_the_allowed_range(setting: str, value: str, allowed: str) -> None:
+    assert errors_of(None, {"AZDO_ORG_URL": ORG, **BASE_ENV, setting: value}) == [
+        f"env {setting}: '{value}' is out of range; {allowed}"
+    ]
+
+
+def test_check_config_rejects_out_of_range_values_in_the_file_with_lines(tmp_path: Path) -> None:
+    path = write(tmp_path, f"organization_url: {ORG}\nlookback: 100000w\nrequest_timeout: 1d\n"
+                           "intervals: {builds: 1ms, tests: 0}\nmax_retries: 1000\n")
+    assert check_config_file(path) == [
+        f"{path}:2:11: lookback: '100000w' is out of range; allowed: 1h to 400d",
+        f"{path}:3:18: request_timeout: '1d' is out of range; allowed: 100ms to 10m",
+        f"{path}:4:21: intervals.builds: '1ms' is out of range; {INTERVAL_RANGE}",
+        f"{path}:5:14: max_retries: '1000' is out of range; allowed: 0 to 10",
+    ]
+
+
+def test_range_limits_themselves_are_allowed() -> None:
+    env = {"AZDO_ORG_URL": ORG, **BASE_ENV, "AZDO_INTERVAL_BUILDS": "5s", "AZDO_INTERVAL_AUDIT": "1w",
+           "AZDO_INTERVAL_TESTS": "0", "AZDO_LOOKBACK": "400d", "AZDO_REQUEST_TIMEOUT": "10m", "AZDO_MAX_RETRIES": "10"}
+    config = load_config(None, env)
+    assert (config.intervals.builds, config.intervals.audit, config.intervals.tests) == (5, 7 * 86400, 0)
+    assert config.intervals.enabled("tests") is False  # 0 still turns an area off
+    assert (config.lookback, config.request_timeout, config.max_retries) == (400 * 86400, 600, 10)
+
+
+def test_short_intervals_only_against_a_simulator_on_this_machine() -> None:
+    for org in (LOCAL_ORG, "http://localhost:8081/contoso", "http://[::1]:8081/contoso"):
+        config = load_config(None, {"AZDO_ORG_URL": org, **BASE_ENV, "AZDO_INTERVAL_BUILDS": "1s"})
+        assert config.intervals.builds == 1 and config.warnings == ()
+    assert errors_of(None, {"AZDO_ORG_URL": LOCAL_ORG, **BASE_ENV, "AZDO_INTERVAL_BUILDS": "1ms"}) == [
+        f"env AZDO_INTERVAL_BUILDS: '1ms' is out of range; {INTERVAL_RANGE}"
+    ]
+    assert errors_of(None, {"AZDO_ORG_URL": "https://tfs.example.com/tfs/Default", **BASE_ENV,
+                            "AZDO_INTERVAL_BUILDS": "1s"}) == [
+        f"env AZDO_INTERVAL_BUILDS: '1s' is out of range; {INTERVAL_RANGE}"
+    ]
+
+
+def test_a_duration_too_long_for_a_float_is_an_error_not_infinity() -> None:
+    huge = "9" * 400
+    with pytest.raises(ValueError, match="too large"):
+        parse_duration(huge)
+    with pytest.raises(ValueError, match="too large"):
+        parse_duration(f"{huge}s")
+    errors = errors_of(None, {"AZDO_ORG_URL": ORG, **BASE_ENV, "AZDO_LOOKBACK": huge})
+    assert errors == [f"env AZDO_LOOKBACK: invalid duration '{'9' * 40}…': too large"]
+
+
+# ------------------------------------------------------------------------------------ bounded files
+
+
+def _secret_file_settings(path: str) -> list[dict[str, str]]:
+    return [{"AZDO_PAT_FILE": path}, {"AZDO_BEARER_TOKEN_FILE": path},
+            {**BASE_ENV, "AZDO_DIGEST_WEBHOOK_URL_FILE": path}]
+
+
+def test_secret_files_must_be_regular_files(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path, kind in ((str(fifo), "a FIFO (named pipe)"), ("/dev/zero", "a character device"),
+                       (str(tmp_path), "a directory")):
+        for env in _secret_file_settings(path):
+            var = next(k for k in env if k.endswith("_FILE"))
+            # returns at once: a FIFO is never waited on, /dev/zero never read
+            assert errors_of(None, {"AZDO_ORG_URL": ORG, **env}) == [
+                f"env {var}: cannot read '{path}': it is {kind}, not a regular file"
+            ]
+
+
+def test_secret_files_are_read_up_to_64_kib(tmp_path: Path) -> None:
+    big = write(tmp_path, "x" * (64 * 1024 + 1), "big")
+    for env in _secret_file_settings(big):
+        var = next(k for k in env if k.endswith("_FILE"))
+        assert errors_of(None, {"AZDO_ORG_URL": ORG, **env}) == [
+            f"env {var}: cannot read '{big}': it is larger than 64 KiB (65537 bytes)"
+        ]
+    fits = write(tmp_path, "y" * (64 * 1024), "fits")
+    config = load_config(None, {"AZDO_ORG_URL": ORG, "AZDO_PAT_FILE": fits})
+    assert config.pat == Secret("y" * 64 * 1024)
+
+
+def test_other_named_files_must_be_regular_files(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    env = {"AZDO_ORG_URL": ORG, "AZDO_AUTH": "entra", "AZDO_AUTH_CLIENT_SECRET_FILE": str(fifo),
+           "AZDO_WEB_CONFIG_FILE": "/dev/zero"}
+    assert errors_of(None, env) == [
+        f"env AZDO_AUTH_CLIENT_SECRET_FILE: cannot read '{fifo}': it is a FIFO (named pipe), not a regular file",
+        "env AZDO_WEB_CONFIG_FILE: cannot read '/dev/zero': it is a character device, not a regular file",
+    ]
+
+
+def test_the_configuration_file_must_be_a_regular_file_of_at_most_1_mib(tmp_path: Path) -> None:
+    fifo = tmp_path / "config.yaml"
+    os.mkfifo(fifo)
+    assert check_config_file(str(fifo)) == [
+        f"{fifo}: cannot read the configuration file: it is a FIFO (named pipe), not a regular file"
+    ]
+    assert check_config_file("/dev/zero") == [
+        "/dev/zero: cannot read the configuration file: it is a character device, not a regular file"
+    ]
+    big = write(tmp_path, f"organization_url: {ORG}\n" + "#" * (1024 * 1024) + "\n", "big.yaml")
+    assert check_config_file(big) == [
+        f"{big}: cannot read the configuration file: it is larger than 1 MiB ({os.path.getsize(big)} bytes)"
+    ]
+
+
+def test_deeply_nested_yaml_is_an_error_with_its_location(tmp_path: Path) -> None:
+    deep = write(tmp_path, f"organization_url: {ORG}\nprojects: " + "[" * 600 + "]" * 600 + "\n")
+    assert check_config_file(deep) == [
+        f"{deep}:2:30: the file nests more than 20 levels deep (a configuration needs 3)"
+    ]
+    blocks = write(tmp_path, "".join(f"{'  ' * i}k{i}:\n" for i in range(600)), "blocks.yaml")
+    errors = check_config_file(blocks)
+    assert len(errors) == 1 and errors[0].startswith(f"{blocks}:21:")
+    assert errors[0].endswith("the file nests more than 20 levels deep (a configuration needs 3)")
+
+
+# ----------------------------------------------------------------------------------------- warnings
+
+
+def test_plain_http_to_another_machine_is_a_warning(tmp_path: Path) -> None:
+    path = write(tmp_path, "organization_url: http://tfs.example.com/tfs/DefaultCollection\n"
+                           "release_url: http://rm.example.com/tfs/DefaultCollection\n")
+    config = load_config(path, BASE_ENV)
+    assert config.warnings == (
+        f"{path}:1:19: organization_url: 'http://tfs.example.com/tfs/DefaultCollection' is plain http://, so the "
+        "credential and the data cross the network unencrypted; use https://",
+        f"{path}:2:14: release_url: 'http://rm.example.com/tfs/DefaultCollection' is plain http://, so the "
+        "credential and the data cross the network unencrypted; use https://",
+    )
+    from exporter.config.settings import check_config
+
+    found = check_config(path)
+    assert found.errors == [] and found.warnings == list(config.warnings)
+    assert load_config(None, {"AZDO_ORG_URL": ORG, **BASE_ENV}).warnings == ()
+    assert load_config(None, {"AZDO_ORG_URL": LOCAL_ORG, **BASE_ENV}).warnings == ()  # the simulator
+
+
+def test_a_configuration_that_collects_nothing_is_a_warning(tmp_path: Path) -> None:
+    from exporter.config.settings import check_config
+
+    path = write(tmp_path, f"organization_url: {ORG}\nintervals: {{builds: 0, tests: 0, pull_requests: 0, "
+                           "policies: 0, deployments: 0, agent_pools: 0, audit: 0}\n")
+    found = check_config(path)
+    assert found.errors == []
+    assert found.warnings == [f"{path}: intervals: every area is 0 (off), so nothing is collected; set at least one "
+                              "interval, e.g. intervals.builds: 60s"]
+    assert load_config(path, {**BASE_ENV, "AZDO_INTERVAL_AUDIT": "10m"}).warnings == ()
+
+
+def test_warnings_are_kept_when_there_are_errors_too(tmp_path: Path) -> None:
+    from exporter.config.settings import check_config
+
+    path = write(tmp_path, "organization_url: http://tfs.example.com/tfs/DefaultCollection\nlookback: 1000d\n")
+    found = check_config(path)
+    assert found.errors == [f"{path}:2:11: lookback: '1000d' is out of range; allowed: 1h to 400d"]
+    assert len(found.warnings) == 1 and "is plain http://" in found.warnings[0]
