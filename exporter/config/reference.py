@@ -1,8 +1,8 @@
-"""The configuration tables of README.md, generated from the settings table.
+"""The configuration tables of README.md (and docs/), generated from the settings table.
 
 README.md holds one table per group of settings, each between `<!-- settings: GROUP -->` and
-`<!-- /settings -->`. `python -m exporter.config.reference` rewrites them; a unit test fails when
-README.md and the table differ.
+`<!-- /settings -->`; a page in docs/ may repeat a group the same way. `python -m
+exporter.config.reference` rewrites them all; a unit test fails when a page and the table differ.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ from exporter.config.table import GROUPS, SETTINGS, Setting
 
 __all__ = ["render_group", "update_readme"]
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+_ROOT = Path(__file__).resolve().parents[2]
+README = _ROOT / "README.md"
+PAGES: tuple[Path, ...] = (README, _ROOT / "docs" / "radiator-and-digest.md")
+"""The pages with settings blocks; README.md has every group."""
 _BLOCK = re.compile(r"(<!-- settings: (?P<group>[a-z_]+) -->\n)(?P<body>.*?)(<!-- /settings -->)", re.DOTALL)
 
 
@@ -62,16 +65,16 @@ def groups_in(text: str) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    path = Path(argv[0]) if argv else README
-    text = path.read_text(encoding="utf-8")
-    missing = [g for g in GROUPS if g not in groups_in(text)]
+    missing = [g for g in GROUPS if g not in groups_in(README.read_text(encoding="utf-8"))]
     if missing:
-        print(f"{path}: no block for the settings groups {', '.join(missing)}", file=sys.stderr)
+        print(f"{README}: no block for the settings groups {', '.join(missing)}", file=sys.stderr)
         return 1
-    updated = update_readme(text)
-    if updated != text:
-        path.write_text(updated, encoding="utf-8")
-        print(f"{path}: configuration tables updated")
+    for path in [Path(arg) for arg in argv] or PAGES:
+        text = path.read_text(encoding="utf-8")
+        updated = update_readme(text)
+        if updated != text:
+            path.write_text(updated, encoding="utf-8")
+            print(f"{path}: configuration tables updated")
     return 0
 
 

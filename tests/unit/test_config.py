@@ -584,12 +584,14 @@ def test_config_error_from_single_string() -> None:
 
 def test_readme_configuration_tables_are_generated_from_the_settings_table() -> None:
     """README.md's configuration tables are the table's; run `python -m exporter.config.reference` after a change."""
-    from exporter.config.reference import README, groups_in, update_readme
+    from exporter.config.reference import PAGES, README, groups_in, update_readme
     from exporter.config.table import GROUPS
 
-    text = README.read_text(encoding="utf-8")
-    assert groups_in(text) == list(GROUPS)
-    assert update_readme(text) == text, "README.md is stale: run .venv/bin/python -m exporter.config.reference"
+    assert groups_in(README.read_text(encoding="utf-8")) == list(GROUPS)
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        assert groups_in(text), page
+        assert update_readme(text) == text, f"{page} is stale: run .venv/bin/python -m exporter.config.reference"
 
 
 def test_every_setting_has_its_own_environment_variable_and_a_doc() -> None:
