@@ -29,6 +29,7 @@ from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.serve import http_server
 from exporter.serve.http_server import ExporterHTTPServer, start_server
 from exporter.serve.web_serving import BasicAuth, WebServing
+from tests.support import wait_until
 
 SERIES = 1500  # about 100 KB of exposition: far more than a tiny receive window takes
 
@@ -112,15 +113,6 @@ def _closed_by_server(sock: socket.socket, within: float) -> bool:
     return False
 
 
-def _wait_for(condition, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 def _rss_kib() -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -142,10 +134,12 @@ def test_slow_readers_pipelining_metrics_neither_block_others_nor_log_errors(cap
         try:
             for sock in hogs:
                 sock.sendall(PIPELINED)
-            assert _wait_for(lambda: server.connections >= 80, 5)
+            wait_until(lambda: server.connections >= 80, 5, "at least 80 connections", interval=0.05,
+                       details=lambda: f"{server.connections} connections")
             assert max(_good_client_ok(port)) < 1.0
             # The whole answer has a deadline (not each write): every hog is cut off soon after it.
-            assert _wait_for(lambda: server.connections == 0, 15), server.connections
+            wait_until(lambda: server.connections == 0, 15, "every connection closed", interval=0.05,
+                       details=lambda: f"{server.connections} connections")
             _good_client_ok(port, rounds=1)
         finally:
             for sock in hogs:
@@ -206,7 +200,8 @@ def test_idle_and_keep_alive_hogs_do_not_cut_others_off() -> None:
                 sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             for sock in kept:
                 assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
-            assert _wait_for(lambda: server.connections >= 200, 5)
+            wait_until(lambda: server.connections >= 200, 5, "at least 200 connections", interval=0.05,
+                       details=lambda: f"{server.connections} connections")
             assert max(_good_client_ok(port)) < 1.0
         finally:
             for sock in idle + kept:
@@ -219,7 +214,8 @@ def test_connections_per_client_address_are_bounded() -> None:
         server.max_connections_per_client = 5
         held = [_connect(port) for _ in range(5)]
         try:
-            assert _wait_for(lambda: server.connections == 5, 5)
+            wait_until(lambda: server.connections == 5, 5, "5 connections", interval=0.05,
+                       details=lambda: f"{server.connections} connections")
             extra = _connect(port)
             try:
                 assert _closed_by_server(extra, 2)
@@ -228,7 +224,8 @@ def test_connections_per_client_address_are_bounded() -> None:
         finally:
             for sock in held:
                 sock.close()
-        assert _wait_for(lambda: server.connections == 0, 5)
+        wait_until(lambda: server.connections == 0, 5, "every connection closed", interval=0.05,
+                   details=lambda: f"{server.connections} connections")
         assert _get(port, "/healthz")[0] == 200
 
 
@@ -256,7 +253,8 @@ def test_an_unauthenticated_client_is_answered_and_let_go(tmp_path: Path) -> Non
             assert _closed_by_server(sock, 2)  # not held for the idle or header deadline
         finally:
             sock.close()
-        assert _wait_for(lambda: server.connections == 0, 5)
+        wait_until(lambda: server.connections == 0, 5, "every connection closed", interval=0.05,
+                   details=lambda: f"{server.connections} connections")
 
 
 class _CountingBcrypt:
@@ -447,7 +445,8 @@ def test_a_thousand_hostile_connections_leave_a_good_client_served() -> None:
         threads_before = threading.active_count()
         hostiles = _Hostiles(port, slow_readers=300, slowloris=400, idle=300)
         try:
-            assert _wait_for(lambda: server.connections >= 1000, 10), server.connections
+            wait_until(lambda: server.connections >= 1000, 10, "at least 1000 connections", interval=0.05,
+                       details=lambda: f"{server.connections} connections")
             healthz: list[float] = []
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline:
@@ -461,4 +460,5 @@ def test_a_thousand_hostile_connections_leave_a_good_client_served() -> None:
             assert threading.active_count() <= threads_before + 1 + http_server.WORKERS + http_server.AUTH_WORKERS
         finally:
             hostiles.close()
-        assert _wait_for(lambda: server.connections == 0, 10), server.connections
+        wait_until(lambda: server.connections == 0, 10, "every connection closed", interval=0.05,
+                   details=lambda: f"{server.connections} connections")
