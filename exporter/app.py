@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry
 
@@ -17,7 +19,8 @@ from exporter.areas.projects import ProjectDirectory
 from exporter.areas.pull_requests import PullRequestsArea
 from exporter.azdo.auth import BearerCredential, Credential, PatCredential
 from exporter.azdo.client import AzureDevOpsClient
-from exporter.config.settings import Config
+from exporter.azdo.scrub import SCRUBBER
+from exporter.config.settings import Config, Secret
 from exporter.config.sharding import ORG_LEVEL_AREAS
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.serve.scheduler import Scheduler, SnapshotCollector
@@ -45,6 +48,31 @@ def make_credential(config: Config) -> Credential:
     raise ValueError("no credential configured")
 
 
+def config_secrets(value: object, depth: int = 0) -> Iterator[str]:
+    """Every `Secret` in a configuration (walked through its dataclasses, lists and dicts), and the
+    password of the organization URL if it has one: what the scrubber must remove from any output."""
+    if depth > 8:
+        return
+    if isinstance(value, Secret):
+        yield value.reveal()
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for item in dataclasses.fields(value):
+            yield from config_secrets(getattr(value, item.name), depth + 1)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from config_secrets(item, depth + 1)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from config_secrets(item, depth + 1)
+    if depth == 0 and isinstance(value, Config):
+        try:
+            password = urlsplit(value.organization_url).password
+        except ValueError:
+            password = None
+        if password:
+            yield password
+
+
 class Exporter:
     """Everything that runs in one exporter process, minus the HTTP server."""
 
@@ -55,6 +83,9 @@ class Exporter:
         self.metrics = SelfMetrics(self.registry)
         self.metrics.lookback_seconds.set(config.lookback)
         self.credential = credential or make_credential(config)
+        # Every text that leaves the process is scrubbed of these (see exporter/azdo/scrub.py).
+        SCRUBBER.add_secret(*config_secrets(config))
+        SCRUBBER.add_source(self.credential.secrets)
         self.client = AzureDevOpsClient(self.credential, self.metrics, timeout=config.request_timeout,
                                         max_retries=config.max_retries)
         enabled = [i for i in (config.intervals.builds, config.intervals.pull_requests,
@@ -88,3 +119,4 @@ class Exporter:
     def close(self) -> None:
         self.scheduler.stop()
         self.client.close()
+        SCRUBBER.remove_source(self.credential.secrets)

@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from exporter.azdo.scrub import ScrubFilter
+
 
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message (and the exception, if any)."""
@@ -19,7 +21,8 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info).replace("\n", " | ")
+            text = record.exc_text or self.formatException(record.exc_info)  # exc_text: scrubbed by ScrubFilter
+            entry["exception"] = text.replace("\n", " | ")
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -34,6 +37,7 @@ def setup_logging(level: str = "INFO", log_format: str = "text") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(_OneLineFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(ScrubFilter())  # every record, from any library, loses the configured secrets
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

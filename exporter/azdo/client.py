@@ -4,7 +4,8 @@ Every request goes through `AzureDevOpsClient.get`, which applies the timeout, t
 `X-TFS-FedAuthRedirect: Suppress`, retries with exponential backoff and full jitter on 5xx, timeouts
 and connection errors, waits as told by `Retry-After` (also on a 200), and records self-metrics under
 a fixed endpoint name. Failures raise `ApiError` with one of the reasons of
-`azdo_exporter_refresh_errors_total`. No message built here contains a credential.
+`azdo_exporter_refresh_errors_total`. No message built here contains a credential, and every
+`ApiError` message passes through the secret scrubber (an upstream may echo the `Authorization` header).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import requests
 
 from exporter import __version__
 from exporter.azdo.auth import Credential, CredentialError
+from exporter.azdo.scrub import scrub
 from exporter.metrics.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
@@ -39,7 +41,7 @@ class ApiError(Exception):
     """A request to Azure DevOps failed; `reason` is one of selfmetrics.ERROR_REASONS."""
 
     def __init__(self, reason: str, message: str, *, endpoint: str = "", status: int | None = None) -> None:
-        super().__init__(message)
+        super().__init__(scrub(message))
         self.reason = reason
         self.endpoint = endpoint
         self.status = status
@@ -70,14 +72,18 @@ def _retry_after_seconds(value: str | None) -> float | None:
 
 
 def _error_message(response: requests.Response) -> str:
-    """The `message` of an Azure DevOps WrappedException body, shortened, or a generic text."""
+    """The `message` of an Azure DevOps WrappedException body, scrubbed, then shortened, or a generic text.
+
+    Scrubbed before shortening: a cut made first could leave half a secret that no longer matches.
+    """
+    message = response.reason or "no message"
     try:
         body = response.json()
         if isinstance(body, dict) and isinstance(body.get("message"), str):
-            return str(body["message"])[:300]
+            message = str(body["message"])
     except ValueError:
         pass
-    return response.reason or "no message"
+    return scrub(message)[:300]
 
 
 class AzureDevOpsClient:

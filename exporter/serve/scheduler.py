@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from exporter.areas.base import Area, RefreshError
 from exporter.azdo.client import ApiError
+from exporter.azdo.scrub import scrub
 from exporter.metrics import catalogue
 from exporter.metrics.selfmetrics import SelfMetrics
 
@@ -247,6 +248,8 @@ class Scheduler:
             log.exception("refresh of %s crashed", area.name)
             error_text, reasons = f"unexpected {type(error).__name__}: {error}", ["bad_response"]
         duration = time.monotonic() - started
+        if error_text is not None:  # it goes to the log, `/` and the digest: no secret may ride along
+            error_text = scrub(error_text)
         EXPOSITION_CACHE.refresh(area)  # render the new snapshot here, not in a scrape
         self._metrics.refresh_duration.labels(area.name).observe(duration)
         now = self._clock()

@@ -43,8 +43,9 @@ JSON_TYPE = "application/json; charset=utf-8"
 CONTROL_PREFIX = "/_simulator/"
 FAULT_KINDS = (
     "status", "delay", "malformed", "truncated", "signin", "throttle", "retry_after_ok",
-    "repeat_token", "reset",
+    "repeat_token", "reset", "trickle", "endless", "echo_headers", "redirect",
 )
+ENDLESS_CHUNK = b'{"id": 1, "name": "endless"}, ' * 2048  # ~60 KiB of list items, sent again and again
 #: rate-limit model: 200 TSTUs per sliding 5-minute window; each request costs RATE_LIMIT_COST
 RATE_LIMIT = 200
 RATE_LIMIT_WINDOW = 300.0
@@ -255,7 +256,8 @@ class Fault:
     """A misbehaviour injected into requests whose URL path matches ``path`` (a regex).
 
     ``count``: how many matching requests it hits (None = until cleared); ``probability``: chance
-    that a matching request is hit (seeded, so runs are repeatable).
+    that a matching request is hit (seeded, so runs are repeatable). ``location``: where a ``redirect``
+    sends the client.
     """
 
     kind: str
@@ -265,6 +267,7 @@ class Fault:
     status: int = 500
     delay: float = 0.0
     retry_after: float | None = None
+    location: str = ""
     hits: int = field(default=0, compare=False)
 
     def __post_init__(self) -> None:
@@ -548,14 +551,18 @@ class _Handler(BaseHTTPRequestHandler):
             pass
         self.close_connection = True
 
-    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str]) -> None:
+    def _record_pending(self, status: int) -> None:
         # Record before answering, so a client that has its answer always finds its request logged.
         pending = self._pending_record
         if pending is not None:
             self._pending_record = None
             method, path, params, headers_seen = pending
             self.server.sim.record(RecordedRequest(method, path, params, headers_seen, status))
-        self.send_response(status)
+
+    def _send(self, status: int, body: bytes, content_type: str, headers: dict[str, str],
+              reason: str | None = None) -> None:
+        self._record_pending(status)
+        self.send_response(status, reason)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         for k, v in headers.items():
@@ -687,11 +694,15 @@ class _Handler(BaseHTTPRequestHandler):
                     raise ConnectionError("server stopping")
             elif fault.kind in ("status", "malformed", "signin", "throttle"):
                 return self._fault_answer(fault)
+            elif fault.kind in ("endless", "echo_headers", "redirect"):
+                return self._hostile_answer(fault, headers)
         resp = self._dispatch(path, raw_params, headers, repeat=fault is not None and fault.kind == "repeat_token")
         if sim.rate_limit_headers:
             extra.update(sim.rate_limit_values())
         data = resp.encode()
         if fault is not None:
+            if fault.kind == "trickle":
+                return self._trickle(resp, data, {**resp.headers, **extra}, fault.delay)
             if fault.kind == "truncated":
                 data = data[: len(data) // 2]
             elif fault.kind == "retry_after_ok":
@@ -733,6 +744,54 @@ class _Handler(BaseHTTPRequestHandler):
         )
         self._send(429, json.dumps(body).encode(), JSON_TYPE, headers)
         return 429
+
+    # ---------------------------------------------------------------- hostile upstream faults
+
+    def _trickle(self, resp: ApiResponse, data: bytes, headers: dict[str, str], delay: float) -> int:
+        """The real answer, status line and headers included, one byte every `delay` seconds."""
+        self._record_pending(resp.status)
+        head = [f"HTTP/1.1 {resp.status} {HTTPStatus(resp.status).phrase}", f"Content-Type: {resp.content_type}",
+                f"Content-Length: {len(data)}", *(f"{k}: {v}" for k, v in headers.items())]
+        answer = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + data
+        self.close_connection = True
+        for i in range(len(answer)):
+            if self.server.sim._stopping.wait(delay):
+                raise ConnectionError("server stopping")
+            self.wfile.write(answer[i:i + 1])
+            self.wfile.flush()
+        return resp.status
+
+    def _hostile_answer(self, fault: Fault, headers: dict[str, str]) -> int:
+        sim = self.server.sim
+        if fault.kind == "redirect":
+            status = fault.status if 300 <= fault.status < 400 else 302
+            self._send(status, b"", JSON_TYPE, {"Location": fault.location or "http://127.0.0.1:9/"})
+            return status
+        if fault.kind == "echo_headers":
+            # A careless upstream (or a proxy in front of it) that repeats the request, credentials and all,
+            # in the status line, the message and the body.
+            seen = "; ".join(f"{k}: {v}" for k, v in headers.items())
+            reason = f"Refused: Authorization: {headers.get('Authorization', '')}"
+            if fault.status == 203:
+                page = SIGNIN_PAGE.replace("</body>", f"<pre>{seen}</pre></body>")
+                self._send(203, page.encode(), "text/html; charset=utf-8", {}, reason=reason)
+                return 203
+            body = wrapped_exception(f"Simulated failure: HTTP {fault.status}; the request was: {seen}",
+                                     "VssServiceException")
+            self._send(fault.status, json.dumps(body).encode(), JSON_TYPE, {"X-Echo": seen}, reason=reason)
+            return fault.status
+        # endless: a 200 list answer whose body never ends (chunked), one chunk every `delay` seconds
+        self._record_pending(200)
+        self.close_connection = True
+        self.send_response(200)
+        self.send_header("Content-Type", JSON_TYPE)
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        first = b'{"count": 1000000000, "value": ['
+        self.wfile.write(b"%x\r\n%s\r\n" % (len(first), first))
+        while not sim._stopping.wait(fault.delay):
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(ENDLESS_CHUNK), ENDLESS_CHUNK))
+        raise ConnectionError("server stopping")
 
     def _dispatch(self, path: str, raw_params: dict[str, str], headers: dict[str, str],
                   repeat: bool = False) -> ApiResponse:
