@@ -87,7 +87,8 @@ class Exporter:
         SCRUBBER.add_secret(*config_secrets(config))
         SCRUBBER.add_source(self.credential.secrets)
         self.client = AzureDevOpsClient(self.credential, self.metrics, timeout=config.request_timeout,
-                                        max_retries=config.max_retries)
+                                        max_retries=config.max_retries,
+                                        max_response_bytes=config.max_response_bytes)
         enabled = [i for i in (config.intervals.builds, config.intervals.pull_requests,
                                config.intervals.deployments, config.intervals.policies) if i > 0]
         self.projects = ProjectDirectory(self.client, config.organization_url, config.projects, clock,

@@ -1,6 +1,7 @@
 """The Azure DevOps REST client: one HTTP session, auth, retries, throttling, paging, self-metrics.
 
-Every request goes through `AzureDevOpsClient.get`, which applies the timeout, the credential,
+Every request goes through `AzureDevOpsClient.get`, which applies the timeout (a total deadline for
+connect, headers and the whole body, see transport.py) and a maximum answer size, the credential,
 `X-TFS-FedAuthRedirect: Suppress`, retries with exponential backoff and full jitter on 5xx, timeouts
 and connection errors, waits as told by `Retry-After` (also on a 200), and records self-metrics under
 a fixed endpoint name. Failures raise `ApiError` with one of the reasons of
@@ -13,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -25,6 +27,7 @@ import requests
 from exporter import __version__
 from exporter.azdo.auth import Credential, CredentialError
 from exporter.azdo.scrub import scrub
+from exporter.azdo.transport import Watchdog, watched_session
 from exporter.metrics.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
@@ -35,6 +38,8 @@ API_VERSION_PREVIEW = "7.1-preview.1"
 MAX_PAGES = 10_000  # a guard against a server that pages forever with fresh tokens
 MAX_RETRY_AFTER = 300.0  # never sleep longer than this on one Retry-After
 SELF_THROTTLE_MAX = 30.0  # the longest pause taken after an answer that reports X-RateLimit-Delay
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # default cap on one answer's (decoded) body
+READ_CHUNK = 64 * 1024
 
 
 class ApiError(Exception):
@@ -71,19 +76,38 @@ def _retry_after_seconds(value: str | None) -> float | None:
         return None
 
 
-def _error_message(response: requests.Response) -> str:
+def _error_message(response: requests.Response, content: bytes | bytearray) -> str:
     """The `message` of an Azure DevOps WrappedException body, scrubbed, then shortened, or a generic text.
 
     Scrubbed before shortening: a cut made first could leave half a secret that no longer matches.
     """
     message = response.reason or "no message"
     try:
-        body = response.json()
+        body = json.loads(content)
         if isinstance(body, dict) and isinstance(body.get("message"), str):
             message = str(body["message"])
     except ValueError:
         pass
     return scrub(message)[:300]
+
+
+def _tls_problem(error: BaseException) -> str | None:
+    """What went wrong in TLS, from the ssl error somewhere in `error`'s chain; None if TLS is not involved."""
+    pending: list[BaseException] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return f"certificate not trusted: {current.verify_message or current.reason}"
+        if isinstance(current, ssl.SSLError):
+            return str(current.reason or type(current).__name__)
+        pending += [a for a in current.args if isinstance(a, BaseException)]
+        pending += [e for e in (getattr(current, "reason", None), current.__cause__, current.__context__)
+                    if isinstance(e, BaseException)]
+    return "handshake failed" if isinstance(error, requests.exceptions.SSLError) else None
 
 
 class AzureDevOpsClient:
@@ -96,6 +120,7 @@ class AzureDevOpsClient:
         *,
         timeout: float = 30.0,
         max_retries: int = 3,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
         backoff_base: float = 0.5,
         backoff_max: float = 30.0,
         session: requests.Session | None = None,
@@ -107,9 +132,11 @@ class AzureDevOpsClient:
         self._metrics = metrics
         self._timeout = timeout
         self._max_retries = max_retries
+        self._max_response_bytes = max_response_bytes
         self._backoff_base = backoff_base
         self._backoff_max = backoff_max
-        self._session = session or requests.Session()
+        self._session = session or watched_session()
+        self._watchdog = Watchdog()
         self._session.headers.update(
             {
                 "Accept": "application/json",
@@ -125,6 +152,7 @@ class AzureDevOpsClient:
 
     def close(self) -> None:
         self._session.close()
+        self._watchdog.close()
 
     # -- single requests -------------------------------------------------------------------------
 
@@ -176,22 +204,66 @@ class AzureDevOpsClient:
         except CredentialError as error:
             raise ApiError("auth", str(error), endpoint=endpoint) from None
         started = self._monotonic()
-        try:
-            response = self._session.get(
-                url, params=query, headers={"Authorization": authorization}, timeout=self._timeout,
-                allow_redirects=False,
-            )
-        except requests.Timeout:
+
+        def timed_out() -> ApiError:
+            return ApiError("timeout", f"{endpoint}: no complete answer within {self._timeout:g}s",
+                            endpoint=endpoint)
+
+        with self._watchdog.watching(self._timeout) as watch:
+            try:
+                # Redirects are never followed: Azure DevOps API calls need none, and a redirect to another
+                # host must not receive the credential (a 3xx is reported as an auth problem below).
+                response = self._session.get(
+                    url, params=query, headers={"Authorization": authorization}, timeout=self._timeout,
+                    allow_redirects=False, stream=True,
+                )
+                try:
+                    content = self._read_body(endpoint, response, started)
+                finally:
+                    response.close()
+            except requests.Timeout:
+                self._record(endpoint, "timeout", started)
+                raise timed_out() from None
+            except requests.RequestException as error:
+                if watch.expired:  # the watchdog cut the connection at the deadline
+                    self._record(endpoint, "timeout", started)
+                    raise timed_out() from None
+                self._record(endpoint, "connection", started)
+                problem = _tls_problem(error)
+                if problem is not None:
+                    raise ApiError("connection", f"{endpoint}: TLS failed ({problem}); check the organization "
+                                   "URL and the trusted CA certificates", endpoint=endpoint) from None
+                raise ApiError("connection", f"{endpoint}: connection failed ({type(error).__name__})",
+                               endpoint=endpoint) from None
+        if watch.expired:  # a body cut at the deadline can look complete (an answer without a length)
             self._record(endpoint, "timeout", started)
-            raise ApiError("timeout", f"{endpoint}: no answer within {self._timeout:g}s",
-                           endpoint=endpoint) from None
-        except requests.RequestException as error:
-            self._record(endpoint, "connection", started)
-            raise ApiError("connection", f"{endpoint}: connection failed ({type(error).__name__})",
-                           endpoint=endpoint) from None
+            raise timed_out()
         self._record(endpoint, str(response.status_code), started)
         self._read_rate_limit_headers(response)
-        return self._interpret(endpoint, response)
+        return self._interpret(endpoint, response, content)
+
+    def _read_body(self, endpoint: str, response: requests.Response, started: float) -> bytearray:
+        """The whole (decoded) body, read piece by piece; ApiError(bad_response) past the size cap."""
+        limit = self._max_response_bytes
+
+        def too_large() -> ApiError:
+            self._record(endpoint, str(response.status_code), started)
+            return ApiError("bad_response", f"{endpoint}: answer larger than {limit} bytes (HTTP "
+                            f"{response.status_code}); not read further", endpoint=endpoint,
+                            status=response.status_code)
+
+        try:
+            declared = int(response.headers.get("Content-Length", "0"))
+        except ValueError:
+            declared = 0
+        if declared > limit:
+            raise too_large()
+        content = bytearray()
+        for chunk in response.iter_content(READ_CHUNK):
+            if len(content) + len(chunk) > limit:
+                raise too_large()
+            content += chunk
+        return content
 
     def _record(self, endpoint: str, code: str, started: float) -> None:
         self._metrics.api_requests.labels(endpoint, code).inc()
@@ -221,40 +293,40 @@ class AzureDevOpsClient:
         if retry_after is not None:
             self._note_retry_after(retry_after)
 
-    def _interpret(self, endpoint: str, response: requests.Response) -> Response:
+    def _interpret(self, endpoint: str, response: requests.Response, content: bytes | bytearray) -> Response:
         status = response.status_code
         if status == 429:
             self._metrics.throttled.inc()
             if _retry_after_seconds(response.headers.get("Retry-After")) is None:
                 self._note_retry_after(min(self._backoff_max, 10.0))
             raise ApiError("throttled", f"{endpoint}: throttled by Azure DevOps (HTTP 429): "
-                           f"{_error_message(response)}", endpoint=endpoint, status=status)
+                           f"{_error_message(response, content)}", endpoint=endpoint, status=status)
         if status in (401, 403):
-            raise ApiError("auth", f"{endpoint}: access denied (HTTP {status}): {_error_message(response)}; "
+            raise ApiError("auth", f"{endpoint}: access denied (HTTP {status}): {_error_message(response, content)}; "
                            "check the token, its expiry and its scopes", endpoint=endpoint, status=status)
         if status >= 500:
             raise ApiError("http_5xx", f"{endpoint}: server error HTTP {status}", endpoint=endpoint,
                            status=status)
         if status == 404:
-            raise NotFoundError("http_4xx", f"{endpoint}: not found (HTTP 404): {_error_message(response)}",
+            raise NotFoundError("http_4xx", f"{endpoint}: not found (HTTP 404): {_error_message(response, content)}",
                                 endpoint=endpoint, status=status)
         if 300 <= status < 400:
             raise ApiError("auth", f"{endpoint}: redirected (HTTP {status}), probably to a sign-in page; "
                            "check the token", endpoint=endpoint, status=status)
         if status >= 400:
-            raise ApiError("http_4xx", f"{endpoint}: HTTP {status}: {_error_message(response)}",
+            raise ApiError("http_4xx", f"{endpoint}: HTTP {status}: {_error_message(response, content)}",
                            endpoint=endpoint, status=status)
         content_type = response.headers.get("Content-Type", "")
-        text_start = response.content[:64].lstrip()[:1]
+        text_start = bytes(content[:64]).lstrip()[:1]
         if status == 203 or "json" not in content_type.lower() or text_start == b"<":
             raise ApiError("auth", f"{endpoint}: Azure DevOps answered with a sign-in page (HTTP {status}, "
                            f"{content_type.split(';')[0] or 'no content type'}) instead of JSON: the token is "
                            "invalid or expired", endpoint=endpoint, status=status)
         try:
-            body = json.loads(response.content)
+            body = json.loads(content)
         except ValueError:
             raise ApiError("bad_response", f"{endpoint}: malformed or truncated JSON in the answer "
-                           f"({len(response.content)} bytes)", endpoint=endpoint, status=status) from None
+                           f"({len(content)} bytes)", endpoint=endpoint, status=status) from None
         return Response(body, response.headers)
 
     # -- lists -----------------------------------------------------------------------------------

@@ -137,6 +137,7 @@ class Config:
     log_format: str = default("log_format")
     request_timeout: float = default("request_timeout")
     max_retries: int = default("max_retries")
+    max_response_bytes: int = default("max_response_bytes")
     digest: DigestConfig = field(default_factory=DigestConfig)
     shard: Shard = field(default_factory=Shard)
     web_config_file: str | None = None

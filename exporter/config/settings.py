@@ -237,6 +237,7 @@ def load_config(
     log_format = r.get("log_format")
     request_timeout = r.get("request_timeout")
     max_retries = r.get("max_retries")
+    max_response_bytes = r.get("max_response_bytes")
     digest = _digest_config(r, errors, origin, require_credentials and file_ok)
     shard = r.get("shard")
     web_config_file, web_config = _web_config(r, errors)
@@ -272,6 +273,7 @@ def load_config(
         log_format=log_format,
         request_timeout=request_timeout,
         max_retries=max_retries,
+        max_response_bytes=max_response_bytes,
         digest=digest,
         shard=shard,
         web_config_file=web_config_file,

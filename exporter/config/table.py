@@ -88,6 +88,7 @@ _INTERVAL = v.Duration(minimum=5.0, maximum=7 * 86400.0, off=True, local_minimum
 _LOOKBACK = v.Duration(minimum=3600.0, maximum=400 * 86400.0)
 _REQUEST_TIMEOUT = v.Duration(minimum=0.1, maximum=600.0)
 _RETRIES = v.WholeNumber(0, 10)
+_RESPONSE_BYTES = v.WholeNumber(1024, 1 << 40)  # at least 1 KiB: a smaller cap would refuse every answer
 
 _AREA_DOCS = {
     "builds": ("60s", "Refresh of pipeline runs and build health."),
@@ -195,10 +196,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_format", "AZDO_LOG_FORMAT", v.check_log_format, group="server", default="text", flag="--log-format",
             allowed_text="`text`, `json`", doc="`json` writes one object per line."),
     Setting("request_timeout", "AZDO_REQUEST_TIMEOUT", _REQUEST_TIMEOUT, group="server", default="30s",
-            doc="Timeout of each request to Azure DevOps."),
+            doc="Deadline of each request to Azure DevOps: connect, headers and the whole body (an answer still "
+                "arriving then counts as a `timeout`)."),
     Setting("max_retries", "AZDO_MAX_RETRIES", _RETRIES, group="server", default="3",
             doc="Retries of a failed request, with exponential backoff and jitter, before the refresh counts as "
                 "failed."),
+    Setting("max_response_bytes", "AZDO_MAX_RESPONSE_BYTES", _RESPONSE_BYTES, group="server", default="67108864",
+            doc="Largest answer (decoded body, in bytes; the default is 64 MiB) read from Azure DevOps; a larger "
+                "one is not read further and counts as `bad_response`."),
     Setting("shard", "AZDO_SHARD", parse_shard, group="server", default="0/1", flag="--shard",
             allowed_text="`INDEX/COUNT`, COUNT up to 1000",
             doc="Collect only the projects of this shard (0-based). Agent pools and audit run on shard 0 only. See "

@@ -4,15 +4,25 @@ or fail TLS. Nothing hangs, nothing grows without bound, and no form of the PAT 
 from __future__ import annotations
 
 import base64
+import datetime
+import ipaddress
 import logging
+import ssl
+import threading
+import tracemalloc
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import requests
+from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest
 
-from exporter.azdo.client import ApiError
+from exporter.azdo.auth import PatCredential
+from exporter.azdo.client import ApiError, AzureDevOpsClient
+from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.serve.http_server import ExporterHTTPServer, start_server
 from exporter.simulator.model import Organization
 from exporter.simulator.server import Fault, SimulatorServer
@@ -20,7 +30,7 @@ from exporter.team.digest import build_digest
 from exporter.team.digest_formats import render_markdown
 from exporter.team.digest_model import DigestState
 from exporter.team.radiator import status_page
-from tests.conftest import ExporterFactory, FakeClock
+from tests.conftest import PAT, ExporterFactory, FakeClock
 
 KNOWN_PAT = "pat-4e3d2c1b0a99887766554433221100ffeeddccbbaa9f8e7d6c5b4a"
 
@@ -97,3 +107,221 @@ def test_echoed_credentials_appear_in_no_output(status: int, payments: Organizat
     joined = "\n".join(texts)
     for form in pat_forms(KNOWN_PAT):
         assert form not in joined, form
+
+
+# ------------------------------------------------------------------------------- slow and endless answers
+
+
+def call_within(seconds: float, function: Callable[[], object]) -> BaseException | None:
+    """Run `function` in a thread; the exception it raised (None if it returned). Fails the test if it is
+    still running after `seconds` (the old client waited for a trickling answer for minutes)."""
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            function()
+            outcome.append(None)
+        except BaseException as error:  # noqa: BLE001 - handed to the test
+            outcome.append(error)
+
+    thread = threading.Thread(target=run, name="hostile-call", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still waiting after {seconds}s"
+    return outcome[0]
+
+
+def make_client(**kwargs: object) -> tuple[AzureDevOpsClient, CollectorRegistry]:
+    registry = CollectorRegistry()
+    client = AzureDevOpsClient(PatCredential(token=PAT), SelfMetrics(registry), sleep=lambda s: None,
+                               **kwargs)  # type: ignore[arg-type]
+    return client, registry
+
+
+@pytest.mark.parametrize(("fault", "where"), [
+    (Fault(kind="trickle", delay=0.2, path=r"/_apis/projects$"), "headers"),  # status line and headers too
+    (Fault(kind="endless", delay=0.3, path=r"/_apis/projects$"), "body"),  # a slow body that never ends
+])
+def test_a_trickling_answer_times_out_at_the_deadline(sim: SimulatorServer, fault: Fault, where: str) -> None:
+    client, registry = make_client(timeout=1.0, max_retries=1)
+    sim.faults.add(fault)
+    try:
+        error = call_within(20, lambda: client.get("projects", f"{sim.base_url}/_apis/projects"))
+    finally:
+        client.close()
+    assert isinstance(error, ApiError), error
+    assert error.reason == "timeout"
+    assert "no complete answer within 1s" in str(error)
+    assert registry.get_sample_value("azdo_exporter_api_requests_total",
+                                     {"endpoint": "projects", "code": "timeout"}) == 2  # first try and retry
+    assert fault.hits == 2
+
+
+def test_a_trickling_upstream_is_a_counted_logged_and_shown_refresh_failure(
+        sim: SimulatorServer, payments: Organization, make_exporter: ExporterFactory,
+        caplog: pytest.LogCaptureFixture) -> None:
+    exporter = make_exporter(sim, request_timeout="1s", max_retries=0)
+    sim.faults.add(Fault(kind="trickle", delay=0.2, path=r"/_apis/projects$"))
+    builds = next(a for a in exporter.areas if a.name == "builds")
+    with caplog.at_level(logging.WARNING):
+        assert call_within(30, lambda: exporter.scheduler.run_once(builds)) is None
+    assert exporter.registry.get_sample_value("azdo_exporter_refresh_errors_total",
+                                              {"collector": "builds", "reason": "timeout"}) == 1
+    assert exporter.registry.get_sample_value("azdo_exporter_refresh_success", {"collector": "builds"}) == 0
+    assert "no complete answer within 1s" in str(exporter.scheduler.status["builds"]["last_error"])
+    assert any("refresh of builds failed" in r.getMessage() and "no complete answer" in r.getMessage()
+               for r in caplog.records)
+
+
+def test_an_endless_body_stops_at_the_size_cap_without_holding_more(sim: SimulatorServer) -> None:
+    cap = 1 << 20
+    client, registry = make_client(timeout=30.0, max_retries=0, max_response_bytes=cap)
+    sim.faults.add(Fault(kind="endless", delay=0.002, path=r"/_apis/projects$"))
+    tracemalloc.start()
+    try:
+        error = call_within(20, lambda: client.get("projects", f"{sim.base_url}/_apis/projects"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        client.close()
+    assert isinstance(error, ApiError), error
+    assert error.reason == "bad_response"
+    assert f"answer larger than {cap} bytes" in str(error)
+    assert peak < 4 * cap  # the cap, one chunk and the decoder's buffers, not the stream
+    assert registry.get_sample_value("azdo_exporter_api_requests_total",
+                                     {"endpoint": "projects", "code": "200"}) == 1
+
+
+def test_a_declared_length_over_the_cap_is_refused_before_reading(sim: SimulatorServer,
+                                                                  empty_org: Organization) -> None:
+    for i in range(40):
+        empty_org.add_project(f"Project-{i:02d}")
+    client, _ = make_client(max_retries=0, max_response_bytes=1000)
+    try:
+        with pytest.raises(ApiError) as caught:
+            client.get("projects", f"{sim.base_url}/_apis/projects")
+        assert caught.value.reason == "bad_response" and caught.value.status == 200
+        client._max_response_bytes = 1 << 20  # the same client, with room: the next answer is read whole
+        assert len(client.get("projects", f"{sim.base_url}/_apis/projects").body["value"]) == 40
+    finally:
+        client.close()
+
+
+# ---------------------------------------------------------------------------------- redirect elsewhere
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    seen: list[dict[str, str]]
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+        type(self).seen.append({k.lower(): v for k, v in self.headers.items()})
+        body = b'{"count": 0, "value": []}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base signature
+        pass
+
+
+@contextmanager
+def recording_server() -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """Another host (another port on 127.0.0.1) that records the headers of every request it gets."""
+    handler = type("Recorder", (_Recorder,), {"seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler.seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_to_another_host_is_not_followed_and_gets_no_credential(sim: SimulatorServer,
+                                                                          status: int) -> None:
+    client, _ = make_client(max_retries=0)
+    with recording_server() as (elsewhere, seen):
+        sim.faults.add(Fault(kind="redirect", status=status, location=f"{elsewhere}/contoso/_apis/projects",
+                             path=r"/_apis/projects$"))
+        try:
+            with pytest.raises(ApiError) as caught:
+                client.get("projects", f"{sim.base_url}/_apis/projects")
+        finally:
+            client.close()
+        assert caught.value.reason == "auth" and caught.value.status == status
+        assert "redirected" in str(caught.value)
+        assert seen == []  # nothing at all reached the other host, so no Authorization either
+        # What the client relies on not needing: requests itself, following such a redirect, strips
+        # Authorization on the change of host.
+        followed = requests.get(f"{sim.base_url}/_apis/projects", headers={"Authorization": "Basic eA=="},
+                                timeout=10)
+        assert followed.status_code == 200
+        assert len(seen) == 1 and "authorization" not in seen[0]
+
+
+# ---------------------------------------------------------------------------------------------- TLS
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 that no trust store knows."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hostile-upstream")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(key, hashes.SHA256()))
+    directory = tmp_path_factory.mktemp("tls")
+    (directory / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                                          serialization.PrivateFormat.PKCS8,
+                                                          serialization.NoEncryption()))
+    return str(directory / "cert.pem"), str(directory / "key.pem")
+
+
+def test_an_untrusted_certificate_is_a_clear_connection_error(self_signed: tuple[str, str]) -> None:
+    handler = type("Recorder", (_Recorder,), {"seen": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*self_signed)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    client, registry = make_client(max_retries=1, timeout=5.0)
+    try:
+        with pytest.raises(ApiError) as caught:
+            client.get("projects", f"https://127.0.0.1:{server.server_address[1]}/contoso/_apis/projects")
+    finally:
+        client.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    assert caught.value.reason == "connection"
+    assert "TLS failed (certificate not trusted: self-signed certificate)" in str(caught.value)
+    assert handler.seen == []
+    assert registry.get_sample_value("azdo_exporter_api_requests_total",
+                                     {"endpoint": "projects", "code": "connection"}) == 2
+
+
+def test_tls_to_a_plain_http_upstream_is_a_clear_connection_error(sim: SimulatorServer) -> None:
+    client, _ = make_client(max_retries=0, timeout=5.0)
+    try:
+        with pytest.raises(ApiError) as caught:
+            client.get("projects", sim.base_url.replace("http://", "https://") + "/_apis/projects")
+    finally:
+        client.close()
+    assert caught.value.reason == "connection"
+    assert str(caught.value).startswith("projects: TLS failed (")

@@ -850,3 +850,14 @@ def test_warnings_are_kept_when_there_are_errors_too(tmp_path: Path) -> None:
     found = check_config(path)
     assert found.errors == [f"{path}:2:11: lookback: '1000d' is out of range; allowed: 1h to 400d"]
     assert len(found.warnings) == 1 and "is plain http://" in found.warnings[0]
+
+
+def test_max_response_bytes_defaults_to_64_mib_and_refuses_tiny_values() -> None:
+    from exporter.config.settings import load_config
+
+    env = {"AZDO_ORG_URL": "https://dev.azure.com/contoso", "AZDO_PAT": "x" * 20}
+    assert load_config(None, env).max_response_bytes == 64 * 1024 * 1024
+    assert load_config(None, {**env, "AZDO_MAX_RESPONSE_BYTES": "2048"}).max_response_bytes == 2048
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, {**env, "AZDO_MAX_RESPONSE_BYTES": "10"})
+    assert "AZDO_MAX_RESPONSE_BYTES" in str(caught.value) and "1024 to" in str(caught.value)
