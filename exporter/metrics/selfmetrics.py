@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry
 from exporter import __version__
 from exporter.metrics import catalogue as m
 
-ERROR_REASONS = ("auth", "throttled", "http_5xx", "http_4xx", "timeout", "connection", "bad_response")
+# `internal`: a refresh raised something unexpected (a bug); the loop logs it, counts it and goes on.
+ERROR_REASONS = ("auth", "throttled", "http_5xx", "http_4xx", "timeout", "connection", "bad_response", "internal")
 
 REFRESH_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 REQUEST_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)

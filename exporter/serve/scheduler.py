@@ -1,5 +1,9 @@
 """Background refreshes: one thread per area, each on its interval with jitter, backing off on failure.
 
+The loop is guarded: an unexpected exception in an area is logged with its traceback (once while it
+repeats), counted as reason `internal`, and the loop goes on. Should a refresh thread die anyway,
+`ready()` turns False (`/readyz` 503) and the area's `refresh_success` goes to 0.
+
 An area refreshes its own state from Azure DevOps and then publishes a new list of metric families
 in one assignment; `SnapshotCollector` hands the published lists to the registry, so a scrape always
 sees whole refreshes and never calls Azure DevOps.
@@ -28,7 +32,15 @@ from exporter.metrics.selfmetrics import SelfMetrics
 
 log = logging.getLogger(__name__)
 
-BACKOFF_START = 5.0
+# After the n-th failure in a row an area waits a random time in [c/2, c], c = BACKOFF_START * 2**(n-1),
+# capped at BACKOFF_INTERVALS intervals but never above max(interval, BACKOFF_MAX) (at most 5 min unless
+# the interval is longer), and never below BACKOFF_START / 2. So a wrong PAT retries at most every 5 s,
+# whatever the interval, then every 10, 20, 40 s ... (an area with a 1 ms interval cannot hammer Azure
+# DevOps), and an area with a 3 s interval still recovers within 30 s of the upstream's return.
+BACKOFF_START = 10.0
+BACKOFF_MAX = 300.0
+BACKOFF_INTERVALS = 10
+MAX_WAIT = 86_400.0  # Event.wait overflows on huge timeouts; waits are taken a day at a time at most
 GZIP_LEVEL = 3  # the cached snapshot is compressed once per refresh; 3 is ~3x faster than 9, ~10% larger
 
 
@@ -226,6 +238,7 @@ class Scheduler:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._last_crash: dict[str, str] = {}
         self.status: dict[str, dict[str, object]] = {
             area.name: {"last_success": None, "last_error": None, "last_attempt": None, "refreshes": 0}
             for area in self.areas
@@ -245,8 +258,8 @@ class Scheduler:
         except ApiError as error:
             error_text, reasons = str(error), [error.reason]
         except Exception as error:  # a bug or an unexpected answer must not kill the loop
-            log.exception("refresh of %s crashed", area.name)
-            error_text, reasons = f"unexpected {type(error).__name__}: {error}", ["bad_response"]
+            error_text, reasons = f"internal error {type(error).__name__}: {error}", ["internal"]
+            self._log_crash(area, scrub(error_text))
         duration = time.monotonic() - started
         if error_text is not None:  # it goes to the log, `/` and the digest: no secret may ride along
             error_text = scrub(error_text)
@@ -263,6 +276,7 @@ class Scheduler:
             else:
                 status["last_error"] = error_text
         if error_text is None:
+            self._last_crash.pop(area.name, None)
             self._metrics.refresh_success.labels(area.name).set(1)
             self._metrics.last_refresh_success.labels(area.name).set(now)
             log.info("refreshed %s in %.2fs", area.name, duration)
@@ -270,27 +284,64 @@ class Scheduler:
         self._metrics.refresh_success.labels(area.name).set(0)
         for reason in reasons:
             self._metrics.refresh_errors.labels(area.name, reason).inc()
-        log.warning("refresh of %s failed after %.2fs: %s", area.name, duration, error_text)
+        if reasons != ["internal"]:  # an internal error has had its own (one) log record
+            log.warning("refresh of %s failed after %.2fs: %s", area.name, duration, error_text)
         return False
 
+    def _log_crash(self, area: Area, text: str) -> None:
+        """The traceback once; while the same error repeats, one line each time."""
+        if self._last_crash.get(area.name) == text:
+            log.error("refresh of %s crashed again: %s (traceback logged before)", area.name, text)
+        else:
+            self._last_crash[area.name] = text
+            log.exception("refresh of %s crashed (counted as reason internal; the loop goes on): %s",
+                          area.name, text)
+
     def ready(self) -> bool:
-        """True once every area has completed a successful refresh."""
+        """True once every area has completed a successful refresh, and while every started refresh
+        thread is alive (a dead one means that area's numbers no longer move)."""
+        if self._threads and not self._stop.is_set() and not all(t.is_alive() for t in self._threads):
+            return False
         with self._lock:
             return all(s["last_success"] is not None for s in self.status.values())
 
+    def failure_delay(self, failures: int, interval: float) -> float:
+        """How long to wait after the `failures`-th failure in a row (see BACKOFF_START)."""
+        cap = max(interval, min(BACKOFF_MAX, BACKOFF_INTERVALS * interval))
+        ceiling = min(cap, BACKOFF_START * 2.0 ** min(failures - 1, 64))
+        return max(BACKOFF_START / 2, self._rng.uniform(ceiling / 2, ceiling))
+
     def _loop(self, area: Area) -> None:
+        try:
+            self._refresh_forever(area)
+        finally:
+            if not self._stop.is_set():  # only a bug gets here; say so everywhere it can be seen
+                log.critical("the refresh thread of %s stopped; its numbers no longer refresh", area.name)
+                self._metrics.refresh_success.labels(area.name).set(0)
+
+    def _refresh_forever(self, area: Area) -> None:
         failures = 0
         while not self._stop.is_set():
-            ok = self.run_once(area)
+            try:
+                ok = self.run_once(area)
+            except Exception:  # run_once guards the refresh; this guards the bookkeeping around it
+                log.exception("refresh bookkeeping of %s failed", area.name)
+                ok = False
             if ok:
                 failures = 0
                 delay = area.interval * (1 + self._rng.uniform(-self._jitter, self._jitter))
             else:
-                # Exponential backoff with full jitter, never waiting longer than the normal interval.
                 failures += 1
-                ceiling = min(area.interval, BACKOFF_START * 2 ** (failures - 1))
-                delay = self._rng.uniform(ceiling / 2, ceiling)
-            self._stop.wait(max(0.05, delay))
+                delay = self.failure_delay(failures, area.interval)
+            self._wait(max(0.05, delay))
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep `seconds` or until stopped, in pieces Event.wait can take."""
+        deadline = time.monotonic() + seconds
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stop.wait(min(left, MAX_WAIT)):
+                return
 
     def start(self) -> None:
         for area in self.areas:
