@@ -17,6 +17,7 @@ from prometheus_client.exposition import generate_latest
 from exporter import __version__
 from exporter.azdo.auth import CredentialError
 from exporter.config.settings import Config, ConfigError, check_config, load_config
+from exporter.interrupts import run_interruptible
 from exporter.logging_setup import setup_logging
 
 log = logging.getLogger("exporter")
@@ -84,11 +85,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from exporter.digest_cli import digest_main
 
         prometheus_client.disable_created_metrics()
-        return digest_main(argv[1:])
+        return run_interruptible(lambda: digest_main(argv[1:]), "digest")
     args = _run_parser().parse_args(argv)
     prometheus_client.disable_created_metrics()  # *_created series add nothing to these metrics
     if args.demo:
-        return _demo(args)
+        return run_interruptible(lambda: _demo(args), "--demo --once") if args.once else _demo(args)
     try:
         config = load_config(args.config, os.environ, _overrides(args))
     except ConfigError as error:
@@ -98,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for warning in config.warnings:
         log.warning("configuration: %s", warning)
     if args.once:
-        return _once(config)
+        return run_interruptible(lambda: _once(config), "--once")
     return _serve(config)
 
 
