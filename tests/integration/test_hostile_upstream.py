@@ -22,6 +22,7 @@ from prometheus_client.exposition import generate_latest
 
 from exporter.azdo.auth import PatCredential
 from exporter.azdo.client import ApiError, AzureDevOpsClient
+from exporter.metrics import catalogue as m
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.serve.http_server import ExporterHTTPServer, start_server
 from exporter.simulator.model import Organization
@@ -152,7 +153,7 @@ def test_a_trickling_answer_times_out_at_the_deadline(sim: SimulatorServer, faul
     assert isinstance(error, ApiError), error
     assert error.reason == "timeout"
     assert "no complete answer within 1s" in str(error)
-    assert registry.get_sample_value("azdo_exporter_api_requests_total",
+    assert registry.get_sample_value(m.EXPORTER_API_REQUESTS.total,
                                      {"endpoint": "projects", "code": "timeout"}) == 2  # first try and retry
     assert fault.hits == 2
 
@@ -165,9 +166,9 @@ def test_a_trickling_upstream_is_a_counted_logged_and_shown_refresh_failure(
     builds = next(a for a in exporter.areas if a.name == "builds")
     with caplog.at_level(logging.WARNING):
         assert call_within(30, lambda: exporter.scheduler.run_once(builds)) is None
-    assert exporter.registry.get_sample_value("azdo_exporter_refresh_errors_total",
+    assert exporter.registry.get_sample_value(m.EXPORTER_REFRESH_ERRORS.total,
                                               {"collector": "builds", "reason": "timeout"}) == 1
-    assert exporter.registry.get_sample_value("azdo_exporter_refresh_success", {"collector": "builds"}) == 0
+    assert exporter.registry.get_sample_value(m.EXPORTER_REFRESH_SUCCESS.name, {"collector": "builds"}) == 0
     assert "no complete answer within 1s" in str(exporter.scheduler.status["builds"]["last_error"])
     assert any("refresh of builds failed" in r.getMessage() and "no complete answer" in r.getMessage()
                for r in caplog.records)
@@ -188,7 +189,7 @@ def test_an_endless_body_stops_at_the_size_cap_without_holding_more(sim: Simulat
     assert error.reason == "bad_response"
     assert f"answer larger than {cap} bytes" in str(error)
     assert peak < 4 * cap  # the cap, one chunk and the decoder's buffers, not the stream
-    assert registry.get_sample_value("azdo_exporter_api_requests_total",
+    assert registry.get_sample_value(m.EXPORTER_API_REQUESTS.total,
                                      {"endpoint": "projects", "code": "200"}) == 1
 
 
@@ -312,7 +313,7 @@ def test_an_untrusted_certificate_is_a_clear_connection_error(self_signed: tuple
     assert caught.value.reason == "connection"
     assert "TLS failed (certificate not trusted: self-signed certificate)" in str(caught.value)
     assert handler.seen == []
-    assert registry.get_sample_value("azdo_exporter_api_requests_total",
+    assert registry.get_sample_value(m.EXPORTER_API_REQUESTS.total,
                                      {"endpoint": "projects", "code": "connection"}) == 2
 
 

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
 from exporter.areas.base import RefreshError
+from exporter.metrics import catalogue as m
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.serve.scheduler import Scheduler
 
@@ -63,7 +64,7 @@ def test_a_crashing_area_is_counted_internal_logged_once_and_the_loop_goes_on(
     area = ScriptedArea(script)
     registry = CollectorRegistry()
     scheduler = Scheduler([area], SelfMetrics(registry), rng=random.Random(3))
-    assert sample(registry, "azdo_exporter_refresh_errors_total", collector="scripted", reason="internal") == 0
+    assert sample(registry, m.EXPORTER_REFRESH_ERRORS.total, collector="scripted", reason="internal") == 0
     with caplog.at_level(logging.INFO, logger="exporter.serve.scheduler"):
         scheduler.start()
         try:
@@ -73,9 +74,9 @@ def test_a_crashing_area_is_counted_internal_logged_once_and_the_loop_goes_on(
         finally:
             scheduler.stop()
     assert area.calls == 4  # three crashes, then the refresh after them ran and succeeded
-    assert sample(registry, "azdo_exporter_refresh_errors_total", collector="scripted", reason="internal") == 3
-    assert sample(registry, "azdo_exporter_refresh_errors_total", collector="scripted", reason="bad_response") == 0
-    assert sample(registry, "azdo_exporter_refresh_success", collector="scripted") == 1
+    assert sample(registry, m.EXPORTER_REFRESH_ERRORS.total, collector="scripted", reason="internal") == 3
+    assert sample(registry, m.EXPORTER_REFRESH_ERRORS.total, collector="scripted", reason="bad_response") == 0
+    assert sample(registry, m.EXPORTER_REFRESH_SUCCESS.name, collector="scripted") == 1
     crashes = [r for r in caplog.records if "crashed" in r.getMessage()]
     assert len(crashes) == 3
     assert [r.exc_info is not None for r in crashes] == [True, False, False]  # the traceback once
@@ -146,7 +147,7 @@ def test_a_dead_refresh_thread_makes_readiness_fail_and_success_zero(monkeypatch
             assert area.calls == 2
             assert scheduler.status["scripted"]["last_success"] is not None  # it did succeed once
             assert scheduler.ready() is False
-            assert sample(registry, "azdo_exporter_refresh_success", collector="scripted") == 0
+            assert sample(registry, m.EXPORTER_REFRESH_SUCCESS.name, collector="scripted") == 0
         finally:
             scheduler.stop()
     assert any("refresh thread of scripted stopped" in r.getMessage() for r in caplog.records)
