@@ -25,6 +25,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 _current = threading.local()  # the Watch of the request this thread is sending, if any
+IDLE_EXIT = 30.0  # the watchdog thread ends after this long without requests (and starts again on the next)
 
 
 class Watch:
@@ -114,7 +115,8 @@ class WatchedAdapter(HTTPAdapter):
 
 
 class Watchdog:
-    """One daemon thread that expires watches whose deadline has passed (started on first use)."""
+    """One daemon thread that expires watches whose deadline has passed (started on first use, gone when
+    idle, so a client nobody closed leaves no thread behind for long)."""
 
     def __init__(self, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._monotonic = monotonic
@@ -149,7 +151,10 @@ class Watchdog:
                 while self._heap and self._heap[0][2].deadline < 0:
                     heapq.heappop(self._heap)  # finished in time
                 if not self._heap:
-                    self._wake.wait()
+                    self._wake.wait(IDLE_EXIT)
+                    if not self._heap:
+                        self._thread = None  # the next request starts a new one
+                        return
                     continue
                 deadline, _, watch = self._heap[0]
                 wait = deadline - self._monotonic()
