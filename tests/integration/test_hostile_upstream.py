@@ -227,10 +227,19 @@ class _Recorder(BaseHTTPRequestHandler):
         pass
 
 
+def _recorder() -> type[_Recorder]:
+    """A handler class with its own list of what it saw."""
+
+    class Recorder(_Recorder):
+        seen: list[dict[str, str]] = []  # noqa: RUF012 - one list per class made here, on purpose
+
+    return Recorder
+
+
 @contextmanager
 def recording_server() -> Iterator[tuple[str, list[dict[str, str]]]]:
     """Another host (another port on 127.0.0.1) that records the headers of every request it gets."""
-    handler = type("Recorder", (_Recorder,), {"seen": []})
+    handler = _recorder()
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -294,7 +303,7 @@ def self_signed(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 
 
 def test_an_untrusted_certificate_is_a_clear_connection_error(self_signed: tuple[str, str]) -> None:
-    handler = type("Recorder", (_Recorder,), {"seen": []})
+    handler = _recorder()
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(*self_signed)
