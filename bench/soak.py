@@ -494,6 +494,7 @@ class Simulator:
             -> dict[tuple[str, str, str], int]:
         """Completed pull requests per (repository, target branch, reviewed) closed in [t_from, t_to)."""
         from exporter.areas.pull_requests import is_reviewed
+        from exporter.azdo.records import parse_pull_request
         from exporter.simulator.model import format_time
 
         counts: dict[tuple[str, str, str], int] = defaultdict(int)
@@ -507,7 +508,9 @@ class Simulator:
                     continue
                 seen.add(pr["pullRequestId"])
                 branch = str(pr.get("targetRefName", "")).removeprefix("refs/heads/")
-                counts[(pr["repository"]["name"], branch, "true" if is_reviewed(pr) else "false")] += 1
+                parsed = parse_pull_request(pr)
+                reviewed = parsed is not None and is_reviewed(parsed)
+                counts[(pr["repository"]["name"], branch, "true" if reviewed else "false")] += 1
             if len(body["value"]) < 100:
                 break
         return counts

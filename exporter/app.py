@@ -17,6 +17,7 @@ from exporter.areas.deployments import DeploymentsArea
 from exporter.areas.policies import PoliciesArea
 from exporter.areas.projects import ProjectDirectory
 from exporter.areas.pull_requests import PullRequestsArea
+from exporter.azdo.api import AzureDevOpsApi
 from exporter.azdo.auth import BearerCredential, Credential, PatCredential
 from exporter.azdo.client import AzureDevOpsClient
 from exporter.azdo.scrub import SCRUBBER
@@ -91,21 +92,22 @@ class Exporter:
                                         max_response_bytes=config.max_response_bytes)
         enabled = [i for i in (config.intervals.builds, config.intervals.pull_requests,
                                config.intervals.deployments, config.intervals.policies) if i > 0]
-        self.projects = ProjectDirectory(self.client, config.organization_url, config.projects, clock,
-                                         ttl=min(enabled, default=60.0) / 2, shard=config.shard)
+        self.api = AzureDevOpsApi(self.client, config.organization_url, config.release_url, config.audit_url)
+        self.projects = ProjectDirectory(self.api, config.projects, clock, ttl=min(enabled, default=60.0) / 2,
+                                         shard=config.shard)
         self.areas: list[Area] = []
         if config.intervals.builds > 0:
-            self.areas.append(BuildsArea(config, self.client, self.projects, clock))
+            self.areas.append(BuildsArea(config, self.api, self.projects, clock))
         if config.intervals.deployments > 0:
-            self.areas.append(DeploymentsArea(config, self.client, self.projects, clock))
+            self.areas.append(DeploymentsArea(config, self.api, self.projects, clock))
         if area_enabled(config, "agent_pools"):
-            self.areas.append(AgentPoolsArea(config, self.client, clock))
+            self.areas.append(AgentPoolsArea(config, self.api, clock))
         if config.intervals.pull_requests > 0:
-            self.areas.append(PullRequestsArea(config, self.client, self.projects, clock))
+            self.areas.append(PullRequestsArea(config, self.api, self.projects, clock))
         if config.intervals.policies > 0:
-            self.areas.append(PoliciesArea(config, self.client, self.projects, clock))
+            self.areas.append(PoliciesArea(config, self.api, self.projects, clock))
         if area_enabled(config, "audit"):
-            self.areas.append(AuditArea(config, self.client, clock))
+            self.areas.append(AuditArea(config, self.api, clock))
         self.registry.register(SnapshotCollector(self.areas))
         self.scheduler = Scheduler(self.areas, self.metrics, clock=clock)
 

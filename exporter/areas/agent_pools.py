@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from prometheus_client.metrics_core import Metric
 
 from exporter.areas.base import RefreshError
-from exporter.azdo.client import API_VERSION_PREVIEW, ApiError, AzureDevOpsClient, NotFoundError
+from exporter.azdo.api import AzureDevOpsApi
+from exporter.azdo.client import ApiError, NotFoundError
 from exporter.config.settings import Config
 from exporter.metrics import catalogue as m
 
@@ -39,24 +40,16 @@ class AgentPoolsArea:
 
     name = m.AREA_AGENT_POOLS
 
-    def __init__(self, config: Config, client: AzureDevOpsClient, clock: Callable[[], float]) -> None:
+    def __init__(self, config: Config, api: AzureDevOpsApi, clock: Callable[[], float]) -> None:
         self._config = config
-        self._client = client
+        self._api = api
         self._clock = clock
         self.interval = config.intervals.agent_pools
         self._pools: dict[int, PoolNumbers] = {}
         self._families: list[Metric] = []
 
-    def _url(self, path: str) -> str:
-        return f"{self._config.organization_url}/_apis/distributedtask/{path}"
-
     def refresh(self) -> None:
-        listed: dict[int, str] = {}
-        for page in self._client.pages_by_token("pools", self._url("pools")):
-            for item in page:
-                pool_id, name = item.get("id"), item.get("name")
-                if isinstance(pool_id, int) and isinstance(name, str):
-                    listed[pool_id] = name
+        listed = {pool.id: pool.name for pool in self._api.pools()}
         reasons: list[str] = []
         messages: list[str] = []
         current: dict[int, PoolNumbers] = {}
@@ -77,22 +70,16 @@ class AgentPoolsArea:
 
     def _fetch_pool(self, pool_id: int, name: str) -> PoolNumbers:
         agents = {(status, enabled): 0 for status in STATUSES for enabled in ENABLED}
-        for page in self._client.pages_by_token("agents", self._url(f"pools/{pool_id}/agents")):
-            for item in page:
-                status = str(item.get("status", "")).lower()
-                if status not in STATUSES:
-                    status = "offline"  # unknown states cannot run jobs
-                agents[(status, "true" if item.get("enabled") is True else "false")] += 1
+        for agent in self._api.agents(pool_id):
+            status = agent.status if agent.status in STATUSES else "offline"  # unknown states cannot run jobs
+            agents[(status, "true" if agent.enabled else "false")] += 1
         jobs = dict.fromkeys(JOB_STATES, 0)
         seen: set[object] = set()
-        for page in self._client.pages_by_token("jobrequests", self._url(f"pools/{pool_id}/jobrequests"),
-                                                {"completedRequestCount": 0}, API_VERSION_PREVIEW):
-            for item in page:
-                request_id = item.get("requestId")
-                if request_id in seen or item.get("result") or item.get("finishTime"):
-                    continue  # a finished request (the filter is undocumented: check anyway)
-                seen.add(request_id)
-                jobs["running" if item.get("assignTime") else "queued"] += 1
+        for request in self._api.unfinished_job_requests(pool_id):
+            if request.request_id in seen or request.finished:
+                continue  # a finished request (the filter is undocumented: check anyway)
+            seen.add(request.request_id)
+            jobs["running" if request.assigned else "queued"] += 1
         return PoolNumbers(name, agents, jobs)
 
     def families(self) -> list[Metric]:

@@ -1,8 +1,7 @@
 """The audit area: audit log entries of the organization by area, category and action (SPEC §4).
 
-Per cycle: the audit log (`{audit_url}/_apis/audit/auditlog`, endpoint `auditlog`, api-version
-`7.1-preview.1`) between a start time and the cycle's "now", paged with the body's
-`continuationToken` while `hasMore` is true. The first cycle reads the lookback window; later cycles
+Per cycle: the audit log (endpoint `auditlog`, see AzureDevOpsApi.audit_log) between a start time and
+the cycle's "now". The first cycle reads the lookback window; later cycles
 read from the previous cycle's end minus an overlap, and skip entries already seen (by id), so an entry
 is counted exactly once however the pages or cycles cut through equal timestamps. The initial window
 load is history: it fills the window gauges, not the counters.
@@ -16,17 +15,16 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from prometheus_client.metrics_core import Metric
 
 from exporter.areas.base import RefreshError
-from exporter.azdo.client import API_VERSION_PREVIEW, MAX_PAGES, ApiError, AzureDevOpsClient
-from exporter.azdo.fields import format_time, parse_time
+from exporter.azdo.api import AUDIT_BATCH_SIZE, AzureDevOpsApi
+from exporter.azdo.client import ApiError
 from exporter.config.settings import Config
 from exporter.metrics import catalogue as m
 
-BATCH_SIZE = 1000
+BATCH_SIZE = AUDIT_BATCH_SIZE  # entries per page (a test pages with fewer)
 # Entries may be indexed a little after their timestamp; re-read a margin and dedupe by id.
 WATERMARK_OVERLAP = 900.0
 # Known from start-up so that rate() sees the first one (SPEC: every known label set starts at 0).
@@ -49,12 +47,11 @@ class AuditArea:
 
     name = m.AREA_AUDIT
 
-    def __init__(self, config: Config, client: AzureDevOpsClient, clock: Callable[[], float]) -> None:
+    def __init__(self, config: Config, api: AzureDevOpsApi, clock: Callable[[], float]) -> None:
         self._config = config
-        self._client = client
+        self._api = api
         self._clock = clock
         self.interval = config.intervals.audit
-        self._url = f"{config.audit_url}/_apis/audit/auditlog"
         self._loaded = False
         self._watermark: float | None = None
         self._window: list[tuple[float, Key]] = []  # entries in the window, sorted by timestamp
@@ -78,35 +75,13 @@ class AuditArea:
         self._families = list(self._build_families(now))
 
     def _fetch(self, since: float, now: float) -> list[tuple[str, float, Key]]:
-        params: dict[str, Any] = {"startTime": format_time(since), "endTime": format_time(now),
-                                  "batchSize": BATCH_SIZE}
         found: dict[str, tuple[str, float, Key]] = {}
-        tokens: set[str] = set()
-        for _ in range(MAX_PAGES):
-            body = self._client.get("auditlog", self._url, params, API_VERSION_PREVIEW).body
-            if not isinstance(body, dict) or not isinstance(body.get("decoratedAuditLogEntries"), list):
-                raise ApiError("bad_response", "auditlog: expected an object with 'decoratedAuditLogEntries'",
-                               endpoint="auditlog")
-            for entry in body["decoratedAuditLogEntries"]:
-                if not isinstance(entry, dict):
-                    continue
-                entry_id, timestamp = entry.get("id"), parse_time(entry.get("timestamp"))
-                if not isinstance(entry_id, str) or timestamp is None or entry_id in self._recent:
-                    continue
-                key = (_label(entry.get("area")), _label(entry.get("category"), lower=True),
-                       _label(entry.get("actionId")))
-                found[entry_id] = (entry_id, timestamp, key)
-            if body.get("hasMore") is not True:
-                return list(found.values())
-            token = body.get("continuationToken")
-            if not isinstance(token, str) or not token:
-                raise ApiError("bad_response", "auditlog: hasMore without a continuation token", endpoint="auditlog")
-            if token in tokens:
-                raise ApiError("bad_response", "auditlog: continuation token repeated; stopping the listing to "
-                               "avoid an endless loop", endpoint="auditlog")
-            tokens.add(token)
-            params["continuationToken"] = token
-        raise ApiError("bad_response", f"auditlog: more than {MAX_PAGES} pages", endpoint="auditlog")
+        for entry in self._api.audit_log(since, now, batch_size=BATCH_SIZE):
+            if entry.id in self._recent:
+                continue
+            key = (_label(entry.area), _label(entry.category, lower=True), _label(entry.action_id))
+            found[entry.id] = (entry.id, entry.timestamp, key)
+        return list(found.values())
 
     def _apply(self, new: list[tuple[str, float, Key]], now: float) -> None:
         steady = self._loaded

@@ -26,8 +26,10 @@ from prometheus_client.samples import Sample
 
 from exporter.areas.build_health import BranchHistory, CompletedRun, is_decisive
 from exporter.areas.projects import Project, ProjectDirectory, project_gone, refresh_each_project
-from exporter.azdo.client import API_VERSION_PREVIEW, ApiError, AzureDevOpsClient, NotFoundError
-from exporter.azdo.fields import branch_name, format_time, parse_time, pipeline_label, result_label, result_name
+from exporter.azdo.api import AzureDevOpsApi
+from exporter.azdo.client import ApiError, NotFoundError
+from exporter.azdo.fields import result_label
+from exporter.azdo.records import Build, TestCounts
 from exporter.config.settings import Config
 from exporter.metrics import catalogue as m
 from exporter.metrics.families import (
@@ -41,12 +43,9 @@ log = logging.getLogger(__name__)
 
 RESULT_LABEL_VALUES = ("succeeded", "partially_succeeded", "failed", "canceled")
 TEST_OUTCOMES = ("passed", "failed", "other")
-PAGE_SIZE = 1000
-LOOKUP_PAGE_SIZE = 100
 # Runs finishing just before the watermark may be recorded late; re-read a margin and dedupe by id.
 WATERMARK_OVERLAP = 600.0
 
-TestCounts = tuple[int, int, int]  # passed, failed, other
 BranchKey = tuple[int, str]  # pipeline id, branch
 
 
@@ -97,40 +96,10 @@ class _Fetched:
     tests: dict[int, TestCounts | None]
 
 
-def _completed_run(build: dict[str, Any]) -> CompletedRun | None:
-    build_id, finish, result = build.get("id"), parse_time(build.get("finishTime")), result_name(build.get("result"))
-    if not isinstance(build_id, int) or finish is None or result is None:
+def _completed_run(build: Build) -> CompletedRun | None:
+    if build.finish is None or build.result is None:
         return None
-    return CompletedRun(build_id, finish, result, parse_time(build.get("queueTime")),
-                        parse_time(build.get("startTime")))
-
-
-def _test_counts(body: Any) -> TestCounts | None:
-    """Passed/failed/other from a ResultSummaryByBuild answer; None when the run published no tests."""
-    if not isinstance(body, dict):
-        raise ApiError("bad_response", "test_summary: answer is not an object", endpoint="test_summary")
-    analysis = body.get("aggregatedResultsAnalysis")
-    if not isinstance(analysis, dict):
-        return None
-    by_outcome = analysis.get("resultsByOutcome") or {}
-    if not isinstance(by_outcome, dict):
-        raise ApiError("bad_response", "test_summary: resultsByOutcome is not an object", endpoint="test_summary")
-    passed = failed = other = 0
-    for key, entry in by_outcome.items():
-        count = entry.get("count", 0) if isinstance(entry, dict) else 0
-        count = count if isinstance(count, int) and count > 0 else 0
-        if key.lower() == "passed":
-            passed += count
-        elif key.lower() == "failed":
-            failed += count
-        else:
-            other += count
-    total = analysis.get("totalTests")
-    if isinstance(total, int) and total > passed + failed + other:
-        other += total - (passed + failed + other)  # outcomes the summary did not break down
-    if passed + failed + other == 0:
-        return None
-    return passed, failed, other
+    return CompletedRun(build.id, build.finish, build.result, build.queue, build.start)
 
 
 class CompactSamples:
@@ -192,10 +161,10 @@ class BuildsArea:
 
     name = m.AREA_BUILDS
 
-    def __init__(self, config: Config, client: AzureDevOpsClient, projects: ProjectDirectory,
+    def __init__(self, config: Config, api: AzureDevOpsApi, projects: ProjectDirectory,
                  clock: Callable[[], float]) -> None:
         self._config = config
-        self._client = client
+        self._api = api
         self._projects = projects
         self._clock = clock
         self.interval = config.intervals.builds
@@ -222,9 +191,6 @@ class BuildsArea:
         self._apply(state, fetched, now)
         return state
 
-    def _url(self, project: Project, path: str) -> str:
-        return f"{self._config.organization_url}/{project.id}/_apis/{path}"
-
     def _fetch(self, state: ProjectState, now: float) -> _Fetched:
         project = state.project
         pipelines = self._fetch_pipelines(project)
@@ -235,70 +201,48 @@ class BuildsArea:
             since = window_start
         new_runs: dict[tuple[int, str], list[CompletedRun]] = {}
         max_finish = state.watermark
-        params = {"statusFilter": "completed", "queryOrder": "finishTimeAscending",
-                  "minTime": format_time(since), "$top": PAGE_SIZE}
-        for page in self._client.pages_by_token("builds", self._url(project, "build/builds"), params):
-            for build in page:
-                run = _completed_run(build)
-                if run is None:
-                    continue
-                max_finish = run.finish if max_finish is None else max(max_finish, run.finish)
-                key = self._tracked_key(pipelines, build)
-                if key is None:
-                    continue
-                held = state.branches.get(key)
-                if held is not None and run.id in held.history:
-                    continue
-                new_runs.setdefault(key, []).append(run)
+        for build in self._api.completed_builds_since(project.id, since):
+            run = _completed_run(build)
+            if run is None:
+                continue
+            max_finish = run.finish if max_finish is None else max(max_finish, run.finish)
+            key = self._tracked_key(pipelines, build)
+            if key is None:
+                continue
+            held = state.branches.get(key)
+            if held is not None and run.id in held.history:
+                continue
+            new_runs.setdefault(key, []).append(run)
         in_progress: dict[int, int] = dict.fromkeys(pipelines, 0)
         queued: dict[int, int] = dict.fromkeys(pipelines, 0)
         seen_open: set[int] = set()
-        params = {"statusFilter": "inProgress,notStarted", "queryOrder": "queueTimeDescending", "$top": PAGE_SIZE}
-        for page in self._client.pages_by_token("builds", self._url(project, "build/builds"), params):
-            for build in page:
-                definition = build.get("definition")
-                pipeline_id = definition.get("id") if isinstance(definition, dict) else None
-                build_id = build.get("id")
-                if not isinstance(pipeline_id, int) or pipeline_id not in pipelines or not isinstance(build_id, int) \
-                        or build_id in seen_open:
-                    continue
-                seen_open.add(build_id)
-                status = str(build.get("status", "")).lower()
-                if status == "inprogress":
-                    in_progress[pipeline_id] += 1
-                elif status == "notstarted":
-                    queued[pipeline_id] += 1
+        for build in self._api.open_builds(project.id):
+            pipeline_id = build.definition_id
+            if pipeline_id is None or pipeline_id not in pipelines or build.id in seen_open:
+                continue
+            seen_open.add(build.id)
+            if build.status == "inprogress":
+                in_progress[pipeline_id] += 1
+            elif build.status == "notstarted":
+                queued[pipeline_id] += 1
         older_runs = self._fetch_older_runs(state, project, new_runs)
         tests = self._fetch_tests(state, project, new_runs) if self._tests_enabled else {}
         return _Fetched(pipelines, new_runs, max_finish, in_progress, queued, older_runs, tests)
 
     def _fetch_pipelines(self, project: Project) -> dict[int, Pipeline]:
         pipelines: dict[int, Pipeline] = {}
-        params = {"includeAllProperties": "true", "queryOrder": "definitionNameAscending", "$top": PAGE_SIZE}
-        for page in self._client.pages_by_token("definitions", self._url(project, "build/definitions"), params):
-            for item in page:
-                pipeline_id, name = item.get("id"), item.get("name")
-                if not isinstance(pipeline_id, int) or not isinstance(name, str):
-                    continue
-                label = pipeline_label(item.get("path"), name)
-                if not self._config.pipelines.matches(label):
-                    continue
-                repository = item.get("repository")
-                if not isinstance(repository, dict):
-                    repository = {}
-                pipelines[pipeline_id] = Pipeline(
-                    pipeline_id, label, str(repository.get("name") or ""),
-                    branch_name(repository.get("defaultBranch")),
-                )
+        for definition in self._api.build_definitions(project.id, all_properties=True):
+            label = definition.label
+            if self._config.pipelines.matches(label):
+                pipelines[definition.id] = Pipeline(definition.id, label, definition.repository,
+                                                    definition.default_branch)
         return pipelines
 
-    def _tracked_key(self, pipelines: dict[int, Pipeline], build: dict[str, Any]) -> tuple[int, str] | None:
-        definition = build.get("definition")
-        pipeline_id = definition.get("id") if isinstance(definition, dict) else None
-        pipeline = pipelines.get(pipeline_id) if isinstance(pipeline_id, int) else None
+    def _tracked_key(self, pipelines: dict[int, Pipeline], build: Build) -> tuple[int, str] | None:
+        pipeline = pipelines.get(build.definition_id) if build.definition_id is not None else None
         if pipeline is None:
             return None
-        branch = branch_name(build.get("sourceBranch"))
+        branch = build.branch
         if branch is None or not self._config.branch_tracked(branch, pipeline.default_branch):
             return None
         return pipeline.id, branch
@@ -318,24 +262,16 @@ class BuildsArea:
                 continue
             first = combined[0]
             pipeline_id, branch = key
-            params = {"definitions": pipeline_id, "branchName": f"refs/heads/{branch}",
-                      "statusFilter": "completed", "queryOrder": "finishTimeDescending",
-                      "maxTime": format_time(first.finish), "$top": LOOKUP_PAGE_SIZE}
             found: list[CompletedRun] = []
             known_ids = {r.id for r in combined}
-            done = False
-            for page in self._client.pages_by_token("builds", self._url(project, "build/builds"), params):
-                for build in page:
-                    run = _completed_run(build)
-                    if run is None or run.id in known_ids or run.sort_key >= first.sort_key:
-                        continue
-                    known_ids.add(run.id)
-                    found.append(run)
-                    if run.result == "succeeded":
-                        done = True
-                        break
-                if done:
-                    break
+            for build in self._api.completed_builds_before(project.id, pipeline_id, branch, first.finish):
+                run = _completed_run(build)
+                if run is None or run.id in known_ids or run.sort_key >= first.sort_key:
+                    continue
+                known_ids.add(run.id)
+                found.append(run)
+                if run.result == "succeeded":
+                    break  # the last success: nothing before it matters (and no further page is read)
             older[key] = found
         return older
 
@@ -350,14 +286,11 @@ class BuildsArea:
             else:
                 wanted.append(max(runs, key=lambda r: r.sort_key).id)
         tests: dict[int, TestCounts | None] = {}
-        url = self._url(project, "test/ResultSummaryByBuild")
         for run_id in wanted:
             try:
-                body = self._client.get("test_summary", url, {"buildId": run_id}, API_VERSION_PREVIEW).body
+                tests[run_id] = self._api.test_summary(project.id, run_id)
             except NotFoundError:
                 tests[run_id] = None  # the run was deleted meanwhile
-                continue
-            tests[run_id] = _test_counts(body)
         return tests
 
     # -- apply -------------------------------------------------------------------------------------

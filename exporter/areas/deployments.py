@@ -27,8 +27,9 @@ from typing import Any
 from prometheus_client.metrics_core import Metric
 
 from exporter.areas.projects import Project, ProjectDirectory, refresh_each_project
-from exporter.azdo.client import ApiError, AzureDevOpsClient, NotFoundError
-from exporter.azdo.fields import format_time, parse_time, pipeline_label
+from exporter.azdo.api import AzureDevOpsApi
+from exporter.azdo.client import NotFoundError
+from exporter.azdo.records import ReleaseDeployment
 from exporter.config.settings import Config
 from exporter.metrics import catalogue as m
 from exporter.metrics.families import (
@@ -46,9 +47,6 @@ RESULT_LABEL_VALUES = ("succeeded", "partially_succeeded", "failed", "canceled")
 LEAD_TIME_BUCKETS = (15 * MINUTE, 30 * MINUTE, HOUR, 2 * HOUR, 4 * HOUR, 8 * HOUR, DAY, 2 * DAY, 7 * DAY,
                      14 * DAY, 30 * DAY)
 TIME_TO_RESTORE_BUCKETS = TIME_TO_FIX_BUCKETS
-RELEASE_PAGE_SIZE = 100  # release/deployments caps $top at 100
-RECORD_PAGE_SIZE = 200
-LIST_PAGE_SIZE = 100
 # Deployments starting just before the watermark may be recorded late; re-read a margin, dedupe by id.
 WATERMARK_OVERLAP = 600.0
 # Records are read newest first; on the first load, stop this long before the window's start (a
@@ -119,20 +117,18 @@ class _Fetched:
     lead_times: dict[tuple[Any, ...], float]
 
 
-def classic_result(item: dict[str, Any]) -> tuple[str | None, float | None, bool]:
+def classic_result(item: ReleaseDeployment) -> tuple[str | None, float | None, bool]:
     """(result label, finish time, pending) of a release deployment.
 
     Pending: still running (re-read later). A result of None with pending False: never deployed
     (approval rejected, gate failed, undefined) — not a deployment.
     """
-    status = str(item.get("deploymentStatus") or "").lower()
-    operation = str(item.get("operationStatus") or "").lower()
-    finish = parse_time(item.get("completedOn"))
+    status, operation, finish = item.deployment_status, item.operation_status, item.completed
     if status == "inprogress":
         return None, None, True
     done = status in _FINAL_STATUSES or operation in _CANCELED_OPERATIONS
     if done and finish is None:
-        finish = parse_time(item.get("lastModifiedOn"))
+        finish = item.last_modified
         if finish is None:
             return None, None, True
     if operation in _CANCELED_OPERATIONS and status in ("notdeployed", "failed", "undefined", ""):
@@ -156,27 +152,15 @@ def yaml_result(jobs: Iterable[PendingJob]) -> str | None:
     return None
 
 
-def _obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.isdigit():
-        return int(value)
-    return None
-
-
 class DeploymentsArea:
     """Refreshes deployments of every admitted project and publishes their metric families."""
 
     name = m.AREA_DEPLOYMENTS
 
-    def __init__(self, config: Config, client: AzureDevOpsClient, projects: ProjectDirectory,
+    def __init__(self, config: Config, api: AzureDevOpsApi, projects: ProjectDirectory,
                  clock: Callable[[], float]) -> None:
         self._config = config
-        self._client = client
+        self._api = api
         self._projects = projects
         self._clock = clock
         self.interval = config.intervals.deployments
@@ -204,12 +188,6 @@ class DeploymentsArea:
         self._apply(state, fetched, now)
         return state
 
-    def _url(self, project: Project, path: str) -> str:
-        return f"{self._config.organization_url}/{project.id}/_apis/{path}"
-
-    def _release_url(self, project: Project, path: str) -> str:
-        return f"{self._config.release_url}/{project.id}/_apis/{path}"
-
     def _fetch(self, state: ProjectState, now: float) -> _Fetched:
         classic_labels, classic_pipelines, new, watermark, pending = self._fetch_classic(state, now)
         environments, yaml_pipelines, yaml_new, marks, yaml_pending, yaml_meta, yaml_labels = \
@@ -226,21 +204,13 @@ class DeploymentsArea:
         project = state.project
         labels: set[LabelKey] = set()
         pipelines: set[str] = set()
-        params = {"$expand": "environments", "queryOrder": "idAscending", "$top": LIST_PAGE_SIZE}
         try:
-            for page in self._client.pages_by_token("release_definitions",
-                                                    self._release_url(project, "release/definitions"), params):
-                for item in page:
-                    name = item.get("name")
-                    if not isinstance(name, str) or item.get("isDeleted") is True:
-                        continue
-                    label = pipeline_label(item.get("path"), name)
-                    if not self._config.pipelines.matches(label):
-                        continue
-                    pipelines.add(label)
-                    for env in item.get("environments") or []:
-                        if isinstance(env, dict) and isinstance(env.get("name"), str):
-                            labels.add(("classic", label, env["name"]))
+            for definition in self._api.release_definitions(project.id):
+                label = definition.label
+                if definition.deleted or not self._config.pipelines.matches(label):
+                    continue
+                pipelines.add(label)
+                labels.update(("classic", label, stage) for stage in definition.stages)
         except NotFoundError:
             return set(), set(), [], state.classic_watermark, {}  # no release management in this project
         window_start = now - self._config.lookback
@@ -251,57 +221,29 @@ class DeploymentsArea:
         new: list[Deployment] = []
         pending: dict[int, float] = {}
         watermark = state.classic_watermark
-        params = {"minStartedTime": format_time(since), "queryOrder": "ascending", "$top": RELEASE_PAGE_SIZE}
         seen: set[int] = set()
-        for page in self._client.pages_by_token("release_deployments",
-                                                self._release_url(project, "release/deployments"), params):
-            for item in page:
-                dep_id, started = _int(item.get("id")), parse_time(item.get("startedOn"))
-                if dep_id is None or dep_id in seen or started is None:
-                    continue
-                seen.add(dep_id)
-                watermark = started if watermark is None else max(watermark, started)
-                if ("classic", dep_id) in state.deployments:
-                    continue
-                definition = _obj(item.get("releaseDefinition"))
-                stage = _obj(item.get("releaseEnvironment"))
-                name, env = definition.get("name"), stage.get("name")
-                if not isinstance(name, str) or not isinstance(env, str):
-                    continue
-                label = pipeline_label(definition.get("path"), name)
-                if not self._config.pipelines.matches(label):
-                    continue
-                result, finish, is_pending = classic_result(item)
-                if is_pending:
-                    pending[dep_id] = started
-                    continue
-                if result is None or finish is None or finish < window_start:
-                    continue
-                new.append(Deployment(("classic", dep_id), "classic", label, env, result, finish,
-                                      self._artifact_run(item, project)))
-                labels.add(("classic", label, env))
-        return labels, pipelines, new, watermark, pending
-
-    @staticmethod
-    def _artifact_run(item: dict[str, Any], project: Project) -> RunRef | None:
-        """The build of the release's primary Build artifact (the first Build artifact otherwise)."""
-        release = item.get("release")
-        artifacts = release.get("artifacts") if isinstance(release, dict) else None
-        if not isinstance(artifacts, list):
-            return None
-        builds = [a for a in artifacts if isinstance(a, dict) and str(a.get("type", "")).lower() == "build"]
-        builds.sort(key=lambda a: a.get("isPrimary") is not True)
-        for artifact in builds:
-            ref = artifact.get("definitionReference")
-            if not isinstance(ref, dict):
+        for item in self._api.release_deployments(project.id, since):
+            dep_id, started = item.id, item.started
+            if dep_id in seen:
                 continue
-            version = _obj(ref.get("version"))
-            build_id = _int(version.get("id"))
-            source = _obj(ref.get("project"))
-            project_id = source.get("id")
-            if build_id is not None:
-                return (project_id if isinstance(project_id, str) else project.id), build_id
-        return None
+            seen.add(dep_id)
+            watermark = started if watermark is None else max(watermark, started)
+            if ("classic", dep_id) in state.deployments:
+                continue
+            pipeline, env = item.label, item.stage
+            if pipeline is None or env is None or not self._config.pipelines.matches(pipeline):
+                continue
+            result, finish, is_pending = classic_result(item)
+            if is_pending:
+                pending[dep_id] = started
+                continue
+            if result is None or finish is None or finish < window_start:
+                continue
+            artifact = item.artifact_build  # its project is the release's own when not named
+            run = (project.id if artifact[0] is None else artifact[0], artifact[1]) if artifact is not None else None
+            new.append(Deployment(("classic", dep_id), "classic", pipeline, env, result, finish, run))
+            labels.add(("classic", pipeline, env))
+        return labels, pipelines, new, watermark, pending
 
     # -- YAML environments -----------------------------------------------------------------------
 
@@ -311,12 +253,8 @@ class DeploymentsArea:
             dict[tuple[int, int, str, int], tuple[str, str, float]], set[LabelKey]]:
         project = state.project
         environments: dict[int, str] = {}
-        for page in self._client.pages_by_token("environments", self._url(project, "distributedtask/environments"),
-                                                {"$top": LIST_PAGE_SIZE}):
-            for item in page:
-                env_id, name = _int(item.get("id")), item.get("name")
-                if env_id is not None and isinstance(name, str):
-                    environments[env_id] = name
+        for environment in self._api.environments(project.id):
+            environments[environment.id] = environment.name
         if not environments:
             return {}, set(), [], {}, {}, {}, set()
         pipelines = self._pipeline_labels(project)
@@ -333,40 +271,26 @@ class DeploymentsArea:
             if mark is not None:
                 stop = min([mark, *(rid for jobs in held.values() for rid in jobs)])
             top_id = mark
-            url = self._url(project, f"distributedtask/environments/{env_id}/environmentdeploymentrecords")
-            done = False
-            for page in self._client.pages_by_token("environment_records", url, {"top": RECORD_PAGE_SIZE}):
-                for item in page:
-                    rec_id = _int(item.get("id"))
-                    if rec_id is None:
-                        continue
-                    queued = parse_time(item.get("queueTime")) or parse_time(item.get("startTime"))
-                    if stop is not None and rec_id < stop:
-                        done = True
-                        break
-                    if stop is None and queued is not None and queued < window_start - RECORD_MARGIN:
-                        done = True
-                        break
-                    top_id = rec_id if top_id is None else max(top_id, rec_id)
-                    owner = _obj(item.get("owner"))
-                    definition = _obj(item.get("definition"))
-                    run_id, pipeline_id = _int(owner.get("id")), _int(definition.get("id"))
-                    stage, attempt = item.get("stageName"), _int(item.get("stageAttempt")) or 1
-                    if run_id is None or pipeline_id is None or not isinstance(stage, str):
-                        continue
-                    label = pipelines.get(pipeline_id)
-                    if label is None:
-                        continue  # pipeline deleted or filtered out
-                    group = (run_id, stage, attempt)
-                    if ("yaml", env_id, *group) in state.deployments:
-                        continue
-                    result = item.get("result") if isinstance(item.get("result"), str) else None
-                    finish = parse_time(item.get("finishTime")) if result is not None else None
-                    held.setdefault(group, {})[rec_id] = PendingJob(finish, result if finish is not None else None)
-                    meta[(env_id, *group)] = (label, env_name, queued or now)
-                    labels.add(("yaml", label, env_name))  # its series exist from now on
-                if done:
+            for record in self._api.environment_deployment_records(project.id, env_id):
+                rec_id, queued = record.id, record.queued
+                if stop is not None and rec_id < stop:
+                    break  # read down to what the last cycle read (no further page is requested)
+                if stop is None and queued is not None and queued < window_start - RECORD_MARGIN:
                     break
+                top_id = rec_id if top_id is None else max(top_id, rec_id)
+                run_id, pipeline_id, stage = record.run_id, record.definition_id, record.stage
+                if run_id is None or pipeline_id is None or stage is None:
+                    continue
+                label = pipelines.get(pipeline_id)
+                if label is None:
+                    continue  # pipeline deleted or filtered out
+                group = (run_id, stage, record.stage_attempt)
+                if ("yaml", env_id, *group) in state.deployments:
+                    continue
+                finish = record.finish if record.result is not None else None
+                held.setdefault(group, {})[rec_id] = PendingJob(finish, record.result if finish is not None else None)
+                meta[(env_id, *group)] = (label, env_name, queued or now)
+                labels.add(("yaml", label, env_name))  # its series exist from now on
             if top_id is not None:
                 marks[env_id] = top_id
             pending: dict[tuple[int, str, int], dict[int, PendingJob]] = {}
@@ -394,15 +318,9 @@ class DeploymentsArea:
     def _pipeline_labels(self, project: Project) -> dict[int, str]:
         """Build definition id -> `folder/name`, for the pipelines the `pipelines` filter admits."""
         labels: dict[int, str] = {}
-        params = {"queryOrder": "definitionNameAscending", "$top": 1000}
-        for page in self._client.pages_by_token("definitions", self._url(project, "build/definitions"), params):
-            for item in page:
-                pipeline_id, name = _int(item.get("id")), item.get("name")
-                if pipeline_id is None or not isinstance(name, str):
-                    continue
-                label = pipeline_label(item.get("path"), name)
-                if self._config.pipelines.matches(label):
-                    labels[pipeline_id] = label
+        for definition in self._api.build_definitions(project.id, all_properties=False):
+            if self._config.pipelines.matches(definition.label):
+                labels[definition.id] = definition.label
         return labels
 
     # -- lead time -------------------------------------------------------------------------------
@@ -441,22 +359,10 @@ class DeploymentsArea:
         if cached is not None:
             return cached
         project_id, build_id = run
-        url = f"{self._config.organization_url}/{project_id}/_apis/build/builds/{build_id}/changes"
         try:
-            body = self._client.get("build_changes", url, {"$top": 1000}).body
+            changes = [(change.id, change.timestamp) for change in self._api.build_changes(project_id, build_id)]
         except NotFoundError:
-            body = {"value": []}  # the run was deleted
-        values = body.get("value") if isinstance(body, dict) else None
-        if not isinstance(values, list):
-            raise ApiError("bad_response", "build_changes: expected a list answer with 'value'",
-                           endpoint="build_changes")
-        changes: list[tuple[str, float]] = []
-        for change in values:
-            if not isinstance(change, dict):
-                continue
-            sha, when = change.get("id"), parse_time(change.get("timestamp"))
-            if isinstance(sha, str) and when is not None:
-                changes.append((sha, when))
+            changes = []  # the run was deleted
         self._changes[run] = changes
         return changes
 

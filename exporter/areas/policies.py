@@ -1,13 +1,9 @@
 """The policies area: branch policies per repository and tracked branch (SPEC §4).
 
 Per project and cycle (endpoints `repositories`, `policies`): one repositories listing and the
-project's policy configurations (`policy/configurations`, paged with the continuation header).
-Matching is done here, the way Azure DevOps applies a configuration's `settings.scope` entries:
-- `repositoryId` null: every repository of the project; otherwise that repository only;
-- `matchKind` `Exact`: the branch whose ref equals `refName`; `Prefix`: every branch whose ref starts
-  with `refName`; `DefaultBranch`: the repository's default branch; no `refName` (and not
-  `DefaultBranch`): every branch of the repository.
-Only enabled, blocking, not deleted configurations count.
+project's policy configurations. A configuration applies to a branch the way Azure DevOps applies its
+scope entries (see `PolicyScope` in exporter/azdo/records.py). Only enabled, blocking, not deleted
+configurations count.
 
 Tracked branches of a repository: its default branch, plus every literal name among the configured
 `branches` (no wildcard) that a policy scope names exactly for that repository. Branch lists are not
@@ -19,20 +15,21 @@ A project's refresh fetches everything first and applies it only if every reques
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client.metrics_core import Metric
 
 from exporter.areas.projects import Project, ProjectDirectory, refresh_each_project
-from exporter.areas.pull_requests import Repository, list_repositories
-from exporter.azdo.client import AzureDevOpsClient
+from exporter.areas.pull_requests import list_repositories
+from exporter.azdo.api import AzureDevOpsApi
 from exporter.azdo.fields import HEADS, branch_name
+from exporter.azdo.records import PolicyConfiguration, Repository, parse_policy_configuration
+from exporter.azdo.records import PolicyScope as Scope
 from exporter.config.settings import Config
 from exporter.metrics import catalogue as m
 
-PAGE_SIZE = 100
 # Policy names (label values) by Azure DevOps policy type id (NOTES §2.7), and by display name as a fallback.
 POLICY_TYPES = {
     "fa4e907d-c16b-4a4c-9dfa-4906e5d171dd": "minimum_reviewers",
@@ -56,26 +53,6 @@ POLICY_NAMES = ("minimum_reviewers", "build_validation", "comment_resolution", "
 
 
 @dataclass(frozen=True)
-class Scope:
-    repository_id: str | None  # lower case; None: every repository of the project
-    ref_name: str | None
-    match_kind: str  # exact, prefix, defaultbranch (lower case)
-
-    def applies(self, repository: Repository, branch: str) -> bool:
-        if self.repository_id is not None and self.repository_id != repository.id:
-            return False
-        if self.match_kind == "defaultbranch":
-            return repository.default_branch is not None and \
-                branch.casefold() == repository.default_branch.casefold()
-        if not self.ref_name:
-            return True
-        ref = (HEADS + branch).casefold()
-        if self.match_kind == "prefix":
-            return ref.startswith(self.ref_name.casefold())
-        return ref == self.ref_name.casefold()
-
-
-@dataclass(frozen=True)
 class Policy:
     name: str | None  # one of POLICY_NAMES, or None for other types
     counts: bool  # enabled, blocking and not deleted
@@ -86,25 +63,16 @@ class Policy:
         return any(s.applies(repository, branch) for s in self.scopes)
 
 
-def parse_policy(item: dict[str, Any]) -> Policy:
-    kind = item.get("type")
-    type_id = str(kind.get("id") or "").lower() if isinstance(kind, dict) else ""
-    display = str(kind.get("displayName") or "").lower() if isinstance(kind, dict) else ""
-    name = POLICY_TYPES.get(type_id) or POLICY_DISPLAY_NAMES.get(display)
-    counts = item.get("isEnabled") is True and item.get("isBlocking") is True and item.get("isDeleted") is not True
-    settings = item.get("settings")
-    settings = settings if isinstance(settings, dict) else {}
-    count = settings.get("minimumApproverCount")
-    scopes: list[Scope] = []
-    for entry in settings.get("scope") or []:
-        if not isinstance(entry, dict):
-            continue
-        repo_id, ref = entry.get("repositoryId"), entry.get("refName")
-        scopes.append(Scope(repo_id.lower() if isinstance(repo_id, str) and repo_id else None,
-                            ref if isinstance(ref, str) and ref else None,
-                            str(entry.get("matchKind") or "exact").lower()))
-    return Policy(name, counts, count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0,
-                  tuple(scopes))
+def policy_of(configuration: PolicyConfiguration) -> Policy:
+    """What a policy configuration means for the metrics."""
+    name = POLICY_TYPES.get(configuration.type_id) or POLICY_DISPLAY_NAMES.get(configuration.type_name)
+    counts = configuration.enabled and configuration.blocking and not configuration.deleted
+    return Policy(name, counts, configuration.minimum_approvers, configuration.scopes)
+
+
+def parse_policy(item: Mapping[str, Any]) -> Policy:
+    """`policy_of` one item of a policy configurations answer."""
+    return policy_of(parse_policy_configuration(item))
 
 
 @dataclass
@@ -119,10 +87,10 @@ class PoliciesArea:
 
     name = m.AREA_POLICIES
 
-    def __init__(self, config: Config, client: AzureDevOpsClient, projects: ProjectDirectory,
+    def __init__(self, config: Config, api: AzureDevOpsApi, projects: ProjectDirectory,
                  clock: Callable[[], float]) -> None:
         self._config = config
-        self._client = client
+        self._api = api
         self._projects = projects
         self._clock = clock
         self.interval = config.intervals.policies
@@ -138,10 +106,8 @@ class PoliciesArea:
         failures.raise_if_any()
 
     def _refresh_project(self, project: Project, _previous: ProjectState | None) -> ProjectState:
-        repositories = list_repositories(self._client, self._config, project)
-        url = f"{self._config.organization_url}/{project.id}/_apis/policy/configurations"
-        policies = [parse_policy(item) for page in
-                    self._client.pages_by_token("policies", url, {"$top": PAGE_SIZE}) for item in page]
+        repositories = list_repositories(self._api, self._config, project)
+        policies = [policy_of(configuration) for configuration in self._api.policy_configurations(project.id)]
         return ProjectState(project, repositories, policies)
 
     def tracked_branches(self, repository: Repository, policies: list[Policy]) -> list[str]:

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from exporter.areas.base import RefreshError
-from exporter.azdo.client import ApiError, AzureDevOpsClient, NotFoundError
+from exporter.azdo.api import AzureDevOpsApi
+from exporter.azdo.client import ApiError, NotFoundError
 from exporter.config.settings import NameFilter
 from exporter.config.sharding import Shard
 
@@ -35,11 +36,10 @@ class ProjectDirectory:
     With a `shard`, only the projects that this replica owns are listed (see exporter/sharding.py).
     """
 
-    def __init__(self, client: AzureDevOpsClient, organization_url: str, project_filter: NameFilter,
-                 clock: Callable[[], float], ttl: float = 30.0, shard: Shard | None = None) -> None:
-        self._client = client
+    def __init__(self, api: AzureDevOpsApi, project_filter: NameFilter, clock: Callable[[], float],
+                 ttl: float = 30.0, shard: Shard | None = None) -> None:
+        self._api = api
         self._shard = shard or Shard()
-        self._url = f"{organization_url}/_apis/projects"
         self._filter = project_filter
         self._clock = clock
         self._ttl = ttl
@@ -54,13 +54,9 @@ class ProjectDirectory:
             if self._cached is not None and now - self._fetched_at < self._ttl:
                 return self._cached
             found: dict[str, Project] = {}
-            for page in self._client.pages_by_token("projects", self._url, {"$top": 500,
-                                                                            "stateFilter": "wellFormed"}):
-                for item in page:
-                    project_id, name = item.get("id"), item.get("name")
-                    if (isinstance(project_id, str) and isinstance(name, str) and self._filter.matches(name)
-                            and self._shard.owns(project_id)):
-                        found[project_id] = Project(project_id, name)
+            for listed in self._api.projects():
+                if self._filter.matches(listed.name) and self._shard.owns(listed.id):
+                    found[listed.id] = Project(listed.id, listed.name)
             self._cached = sorted(found.values(), key=lambda p: p.name.lower())
             self._fetched_at = now
             return self._cached

@@ -17,56 +17,33 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from prometheus_client.metrics_core import Metric
 
 from exporter.areas.projects import Project, ProjectDirectory, refresh_each_project
-from exporter.azdo.client import ApiError, AzureDevOpsClient
-from exporter.azdo.fields import branch_name, format_time, parse_time
+from exporter.azdo.api import AzureDevOpsApi
+from exporter.azdo.records import PullRequest, Repository
 from exporter.config.settings import Config
 from exporter.metrics import catalogue as m
 from exporter.metrics.families import DAY, HOUR, MINUTE, HistogramData
 
-PAGE_SIZE = 100  # below the service's default page (101), so a short page really is the last one
 # Pull requests closed just before the watermark may be indexed late; re-read a margin, dedupe by id.
 WATERMARK_OVERLAP = 600.0
-REVIEW_VOTES = (10, 5)  # approved, approved with suggestions
 TIME_TO_MERGE_BUCKETS = (15 * MINUTE, 30 * MINUTE, HOUR, 2 * HOUR, 4 * HOUR, 8 * HOUR, DAY, 2 * DAY, 4 * DAY,
                          7 * DAY, 14 * DAY, 30 * DAY)
 REVIEWED_VALUES = ("true", "false")
 
 
-def is_reviewed(pull_request: dict[str, Any]) -> bool:
-    """True when an individual reviewer other than the author voted approve (10) or approve with
-    suggestions (5). Group reviewers (`isContainer`) never count on their own; a person whose vote also
-    counted for a group (`votedFor`) counts as the individual they are; the author's vote never counts."""
-    author = pull_request.get("createdBy")
-    author_id = str(author.get("id") or "").lower() if isinstance(author, dict) else ""
-    reviewers = pull_request.get("reviewers")
-    if not isinstance(reviewers, list):
-        return False
-    for reviewer in reviewers:
-        if not isinstance(reviewer, dict) or reviewer.get("isContainer") is True:
-            continue
-        reviewer_id = str(reviewer.get("id") or "").lower()
-        if not reviewer_id or reviewer_id == author_id:
-            continue
-        if reviewer.get("vote") in REVIEW_VOTES:
-            return True
-    return False
+def is_reviewed(pull_request: PullRequest) -> bool:
+    """True when an individual reviewer other than the author voted approve or approve with suggestions.
+    Group reviewers never count on their own; a person whose vote also counted for a group counts as the
+    individual they are; the author's vote never counts."""
+    return any(not r.is_container and r.id and r.id != pull_request.author_id and r.approved
+               for r in pull_request.reviewers)
 
 
-def is_bypassed(pull_request: dict[str, Any]) -> bool:
-    options = pull_request.get("completionOptions")
-    return isinstance(options, dict) and options.get("bypassPolicy") is True
-
-
-@dataclass(frozen=True)
-class Repository:
-    id: str
-    name: str
-    default_branch: str | None  # without refs/heads/
+def is_bypassed(pull_request: PullRequest) -> bool:
+    return pull_request.bypassed
 
 
 @dataclass(frozen=True)
@@ -109,22 +86,9 @@ class _Fetched:
     now: float
 
 
-def list_repositories(client: AzureDevOpsClient, config: Config, project: Project) -> dict[str, Repository]:
+def list_repositories(api: AzureDevOpsApi, config: Config, project: Project) -> dict[str, Repository]:
     """The project's enabled repositories that the `repositories` filter admits (shared with policies)."""
-    url = f"{config.organization_url}/{project.id}/_apis/git/repositories"
-    body = client.get("repositories", url).body
-    if not isinstance(body, dict) or not isinstance(body.get("value"), list):
-        raise ApiError("bad_response", "repositories: expected a list answer with 'value'", endpoint="repositories")
-    found: dict[str, Repository] = {}
-    for item in body["value"]:
-        if not isinstance(item, dict):
-            continue
-        repo_id, name = item.get("id"), item.get("name")
-        if not isinstance(repo_id, str) or not isinstance(name, str) or item.get("isDisabled") is True:
-            continue
-        if config.repositories.matches(name):
-            found[repo_id.lower()] = Repository(repo_id.lower(), name, branch_name(item.get("defaultBranch")))
-    return found
+    return {r.id: r for r in api.repositories(project.id) if not r.disabled and config.repositories.matches(r.name)}
 
 
 class PullRequestsArea:
@@ -132,10 +96,10 @@ class PullRequestsArea:
 
     name = m.AREA_PULL_REQUESTS
 
-    def __init__(self, config: Config, client: AzureDevOpsClient, projects: ProjectDirectory,
+    def __init__(self, config: Config, api: AzureDevOpsApi, projects: ProjectDirectory,
                  clock: Callable[[], float]) -> None:
         self._config = config
-        self._client = client
+        self._api = api
         self._projects = projects
         self._clock = clock
         self.interval = config.intervals.pull_requests
@@ -158,64 +122,47 @@ class PullRequestsArea:
         self._apply(state, fetched)
         return state
 
-    def _tracked(self, repository: Repository, ref: object) -> str | None:
-        branch = branch_name(ref)
+    def _tracked(self, repository: Repository, branch: str | None) -> str | None:
         if branch is None or not self._config.branch_tracked(branch, repository.default_branch):
             return None
         return branch
 
     def _fetch(self, state: ProjectState, now: float) -> _Fetched:
         project = state.project
-        repositories = list_repositories(self._client, self._config, project)
-        url = f"{self._config.organization_url}/{project.id}/_apis/git/pullrequests"
+        repositories = list_repositories(self._api, self._config, project)
         window_start = now - self._config.lookback
         since = window_start
         if state.loaded and state.watermark is not None:
             since = max(window_start, state.watermark - WATERMARK_OVERLAP)
-        params = {"searchCriteria.status": "completed", "searchCriteria.queryTimeRangeType": "closed",
-                  "searchCriteria.minTime": format_time(since)}
         completed: dict[int, ClosedPullRequest] = {}
-        for page in self._client.pages_by_skip("pullrequests", url, params, page_size=PAGE_SIZE):
-            for item in page:
-                pr_id = item.get("pullRequestId")
-                if not isinstance(pr_id, int) or pr_id in state.window or pr_id in completed:
-                    continue
-                if str(item.get("status", "")).lower() != "completed":
-                    continue
-                repository = self._repository_of(repositories, item)
-                closed = parse_time(item.get("closedDate"))
-                if repository is None or closed is None or closed < window_start:
-                    continue
-                branch = self._tracked(repository, item.get("targetRefName"))
-                if branch is None:
-                    continue
-                completed[pr_id] = ClosedPullRequest(pr_id, repository.id, branch, parse_time(item.get("creationDate")),
-                                                     closed, is_reviewed(item), is_bypassed(item))
+        for pr in self._api.completed_pull_requests(project.id, since):
+            if pr.id in state.window or pr.id in completed or pr.status != "completed":
+                continue
+            repository = repositories.get(pr.repository_id) if pr.repository_id is not None else None
+            closed = pr.closed
+            if repository is None or closed is None or closed < window_start:
+                continue
+            branch = self._tracked(repository, pr.target_branch)
+            if branch is None:
+                continue
+            completed[pr.id] = ClosedPullRequest(pr.id, repository.id, branch, pr.created, closed, is_reviewed(pr),
+                                                 is_bypassed(pr))
         open_counts: dict[BranchKey, int] = {}
         drafts: dict[BranchKey, int] = {}
         seen_open: set[int] = set()
-        for page in self._client.pages_by_skip("pullrequests", url, {"searchCriteria.status": "active"},
-                                               page_size=PAGE_SIZE):
-            for item in page:
-                pr_id = item.get("pullRequestId")
-                repository = self._repository_of(repositories, item)
-                if not isinstance(pr_id, int) or pr_id in seen_open or repository is None:
-                    continue
-                branch = self._tracked(repository, item.get("targetRefName"))
-                if branch is None:
-                    continue
-                seen_open.add(pr_id)
-                key = (repository.id, branch)
-                open_counts[key] = open_counts.get(key, 0) + 1
-                if item.get("isDraft") is True:
-                    drafts[key] = drafts.get(key, 0) + 1
+        for pr in self._api.active_pull_requests(project.id):
+            repository = repositories.get(pr.repository_id) if pr.repository_id is not None else None
+            if pr.id in seen_open or repository is None:
+                continue
+            branch = self._tracked(repository, pr.target_branch)
+            if branch is None:
+                continue
+            seen_open.add(pr.id)
+            key = (repository.id, branch)
+            open_counts[key] = open_counts.get(key, 0) + 1
+            if pr.is_draft:
+                drafts[key] = drafts.get(key, 0) + 1
         return _Fetched(repositories, list(completed.values()), open_counts, drafts, now)
-
-    @staticmethod
-    def _repository_of(repositories: dict[str, Repository], item: dict[str, Any]) -> Repository | None:
-        repo = item.get("repository")
-        repo_id = repo.get("id") if isinstance(repo, dict) else None
-        return repositories.get(repo_id.lower()) if isinstance(repo_id, str) else None
 
     # -- apply -------------------------------------------------------------------------------------
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import requests
 
-from exporter.areas.deployments import classic_result
+from exporter.areas.deployments import classic_result as classic_result_of
+from exporter.azdo.records import parse_release_deployment
 from exporter.metrics import catalogue as m
 from exporter.simulator import environments_model as em
 from exporter.simulator import release_model as rm
@@ -216,6 +217,13 @@ def test_steady_state_reads_only_new_items(sim: SimulatorServer, empty_org: Orga
                      "projects", "release/definitions", "release/deployments"]
     deployments = next(r for r in sim.requests if r.path.endswith("release/deployments"))
     assert deployments.params["minStartedTime"].startswith("2026-11-26T09:30")  # latest start minus 10 minutes
+
+
+def classic_result(item: dict[str, str]) -> tuple[str | None, float | None, bool]:
+    """classic_result of one release/deployments item, as the API layer parses it."""
+    deployment = parse_release_deployment({"id": 1, "startedOn": "2024-03-12T10:00:00Z", **item})
+    assert deployment is not None
+    return classic_result_of(deployment)
 
 
 def test_classic_result_reads_pascal_case_and_no_date_sentinels() -> None:

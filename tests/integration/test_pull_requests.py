@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from exporter.areas.pull_requests import is_bypassed, is_reviewed
+from exporter.areas import pull_requests
 from exporter.azdo.fields import format_time
+from exporter.azdo.records import parse_pull_request
 from exporter.metrics import catalogue as m
 from exporter.simulator.git_model import (
     APPROVED,
@@ -240,6 +241,18 @@ def test_a_failed_project_keeps_its_numbers(sim: SimulatorServer, payments: Orga
     assert sample(exporter, m.PULL_REQUESTS_OPEN.name, **labels("suggestions")) == 1  # last good number
     assert sample(exporter, m.PULL_REQUESTS_OPEN.name, **labels("tools", project="Other")) == 1
     assert sample(exporter, m.EXPORTER_REFRESH_ERRORS.total, collector="pull_requests", reason="http_5xx") == 1
+
+
+def is_reviewed(item: dict[str, Any]) -> bool:
+    pull_request = parse_pull_request(item)
+    assert pull_request is not None
+    return pull_requests.is_reviewed(pull_request)
+
+
+def is_bypassed(item: dict[str, Any]) -> bool:
+    pull_request = parse_pull_request(item)
+    assert pull_request is not None
+    return pull_requests.is_bypassed(pull_request)
 
 
 def _payload_values(name: str) -> list[dict[str, Any]]:
