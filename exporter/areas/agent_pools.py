@@ -13,9 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client.metrics_core import Metric
-
-from exporter.areas.base import RefreshError
+from exporter.areas.base import AreaBase, RefreshError
 from exporter.azdo.api import AzureDevOpsApi
 from exporter.azdo.client import ApiError, NotFoundError
 from exporter.config.settings import Config
@@ -35,18 +33,14 @@ class PoolNumbers:
     jobs: dict[str, int]  # state -> job requests
 
 
-class AgentPoolsArea:
+class AgentPoolsArea(AreaBase):
     """Refreshes every agent pool of the organization and publishes its metric families."""
 
     name = m.AREA_AGENT_POOLS
 
     def __init__(self, config: Config, api: AzureDevOpsApi, clock: Callable[[], float]) -> None:
-        self._config = config
-        self._api = api
-        self._clock = clock
-        self.interval = config.intervals.agent_pools
+        super().__init__(config, api, clock)
         self._pools: dict[int, PoolNumbers] = {}
-        self._families: list[Metric] = []
 
     def refresh(self) -> None:
         listed = {pool.id: pool.name for pool in self._api.pools()}
@@ -81,9 +75,6 @@ class AgentPoolsArea:
             seen.add(request.request_id)
             jobs["running" if request.assigned else "queued"] += 1
         return PoolNumbers(name, agents, jobs)
-
-    def families(self) -> list[Metric]:
-        return self._families
 
     def _publish(self) -> None:
         agents = m.AGENT_POOL_AGENTS.gauge()

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 
 from prometheus_client.metrics_core import Metric
 
-from exporter.areas.base import RefreshError
+from exporter.areas.base import AreaBase, RefreshError, read_since
 from exporter.azdo.api import AUDIT_BATCH_SIZE, AzureDevOpsApi
 from exporter.azdo.client import ApiError
 from exporter.config.settings import Config
@@ -42,29 +42,22 @@ def _label(value: object, lower: bool = False) -> str:
     return (text.lower() if lower else text) or "unknown"
 
 
-class AuditArea:
+class AuditArea(AreaBase):
     """Reads the organization's audit log incrementally and publishes its metric families."""
 
     name = m.AREA_AUDIT
 
     def __init__(self, config: Config, api: AzureDevOpsApi, clock: Callable[[], float]) -> None:
-        self._config = config
-        self._api = api
-        self._clock = clock
-        self.interval = config.intervals.audit
+        super().__init__(config, api, clock)
         self._loaded = False
         self._watermark: float | None = None
         self._window: list[tuple[float, Key]] = []  # entries in the window, sorted by timestamp
         self._recent: dict[str, float] = {}  # ids of entries that a later overlap may read again
         self._totals: dict[Key, int] = {}
-        self._families: list[Metric] = []
 
     def refresh(self) -> None:
         now = self._clock()
-        window_start = now - self._config.lookback
-        since = window_start
-        if self._loaded and self._watermark is not None:
-            since = max(window_start, self._watermark - WATERMARK_OVERLAP)
+        since = read_since(self._window_start(now), self._watermark if self._loaded else None, WATERMARK_OVERLAP)
         try:
             new = self._fetch(since, now)
         except ApiError as error:
@@ -100,9 +93,6 @@ class AuditArea:
         self._recent = {k: t for k, t in self._recent.items() if t >= horizon}
         self._watermark = now
         self._loaded = True
-
-    def families(self) -> list[Metric]:
-        return self._families
 
     def _build_families(self, now: float) -> Iterable[Metric]:
         total = m.AUDIT_EVENTS.counter()

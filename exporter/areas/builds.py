@@ -16,7 +16,6 @@ failed cycle leaves that project's last good numbers; other projects still refre
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,8 +23,9 @@ from typing import Any
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Sample
 
+from exporter.areas import base
 from exporter.areas.build_health import BranchHistory, CompletedRun, is_decisive
-from exporter.areas.projects import Project, ProjectDirectory, project_gone, refresh_each_project
+from exporter.areas.projects import Project, ProjectDirectory, project_gone
 from exporter.azdo.api import AzureDevOpsApi
 from exporter.azdo.client import ApiError, NotFoundError
 from exporter.azdo.fields import result_label
@@ -65,11 +65,9 @@ class BranchData:
 
 
 @dataclass
-class ProjectState:
+class ProjectState(base.ProjectState):
     """What is known about one project's builds; mutated only by the refresh thread."""
 
-    project: Project
-    loaded: bool = False
     watermark: float | None = None
     pipelines: dict[int, Pipeline] = field(default_factory=dict)
     branches: dict[tuple[int, str], BranchData] = field(default_factory=dict)
@@ -151,54 +149,31 @@ class CompactSamples:
         return f"CompactSamples({list(self)!r})"
 
 
-def _project_gone(error: ApiError) -> bool:
-    """Gone: the project does not exist any more, or its definitions are hidden from the token (404)."""
-    return project_gone(error) or (isinstance(error, NotFoundError) and error.endpoint == "definitions")
-
-
-class BuildsArea:
+class BuildsArea(base.ProjectArea[ProjectState, _Fetched]):
     """Refreshes build health for every admitted project and publishes its metric families."""
 
     name = m.AREA_BUILDS
 
     def __init__(self, config: Config, api: AzureDevOpsApi, projects: ProjectDirectory,
                  clock: Callable[[], float]) -> None:
-        self._config = config
-        self._api = api
-        self._projects = projects
-        self._clock = clock
-        self.interval = config.intervals.builds
+        super().__init__(config, api, projects, clock)
         self._tests_enabled = config.intervals.tests > 0
         self._breaking = frozenset(config.broken_results)
-        self._states: dict[str, ProjectState] = {}
-        self._families: list[Metric] = []
-        self._lock = threading.Lock()
 
     # -- refresh ---------------------------------------------------------------------------------
 
-    def refresh(self) -> None:
-        now = self._clock()
-        self._states, failures = refresh_each_project(
-            self._projects.projects(), self._states, lambda project, state: self._refresh_project(project, state, now),
-            gone=_project_gone)
-        self._publish(now)
-        failures.raise_if_any()
+    def _new_state(self, project: Project) -> ProjectState:
+        return ProjectState(project)
 
-    def _refresh_project(self, project: Project, state: ProjectState | None, now: float) -> ProjectState:
-        state = state or ProjectState(project)
-        state.project = project  # a renamed project keeps its state
-        fetched = self._fetch(state, now)
-        self._apply(state, fetched, now)
-        return state
+    def _gone(self, error: ApiError) -> bool:
+        """Gone: the project does not exist any more, or its definitions are hidden from the token (404)."""
+        return project_gone(error) or (isinstance(error, NotFoundError) and error.endpoint == "definitions")
 
     def _fetch(self, state: ProjectState, now: float) -> _Fetched:
         project = state.project
         pipelines = self._fetch_pipelines(project)
-        window_start = now - self._config.lookback
-        if state.loaded and state.watermark is not None:
-            since = max(window_start, state.watermark - WATERMARK_OVERLAP)
-        else:
-            since = window_start
+        window_start = self._window_start(now)
+        since = base.read_since(window_start, state.watermark if state.loaded else None, WATERMARK_OVERLAP)
         new_runs: dict[tuple[int, str], list[CompletedRun]] = {}
         max_finish = state.watermark
         for build in self._api.completed_builds_since(project.id, since):
@@ -338,7 +313,6 @@ class BuildsArea:
         for key, data in state.branches.items():
             self._init_series(state, key)
             data.history.prune(window_start)
-        state.loaded = True
 
     def _init_series(self, state: ProjectState, key: tuple[int, str]) -> None:
         """Every known label set exists from start-up at 0 (SPEC: rate() loses no event)."""
@@ -373,16 +347,13 @@ class BuildsArea:
 
     # -- publish -----------------------------------------------------------------------------------
 
-    def families(self) -> list[Metric]:
-        return self._families
-
-    def _publish(self, now: float) -> None:
+    def _publish(self, now: float) -> list[Metric]:
         families = []
         for family in self._build_families(now):
             if not isinstance(family.samples, CompactSamples):  # histograms, filled by families.py helpers
                 family.samples = CompactSamples(family.samples)  # type: ignore[assignment]
             families.append(family)
-        self._families = families
+        return families
 
     def _build_families(self, now: float) -> Iterable[Metric]:
         info = m.PIPELINE_INFO.gauge()

@@ -21,7 +21,8 @@ from typing import Any
 
 from prometheus_client.metrics_core import Metric
 
-from exporter.areas.projects import Project, ProjectDirectory, refresh_each_project
+from exporter.areas import base
+from exporter.areas.projects import Project, ProjectDirectory
 from exporter.areas.pull_requests import list_repositories
 from exporter.azdo.api import AzureDevOpsApi
 from exporter.azdo.fields import HEADS, branch_name
@@ -76,39 +77,35 @@ def parse_policy(item: Mapping[str, Any]) -> Policy:
 
 
 @dataclass
-class ProjectState:
-    project: Project
+class ProjectState(base.ProjectState):
     repositories: dict[str, Repository] = field(default_factory=dict)
     policies: list[Policy] = field(default_factory=list)
 
 
-class PoliciesArea:
+_Fetched = tuple[dict[str, Repository], list[Policy]]
+
+
+class PoliciesArea(base.ProjectArea[ProjectState, _Fetched]):
     """Refreshes branch policies for every admitted project and publishes its metric families."""
 
     name = m.AREA_POLICIES
 
     def __init__(self, config: Config, api: AzureDevOpsApi, projects: ProjectDirectory,
                  clock: Callable[[], float]) -> None:
-        self._config = config
-        self._api = api
-        self._projects = projects
-        self._clock = clock
-        self.interval = config.intervals.policies
+        super().__init__(config, api, projects, clock)
         self._literal_branches = tuple(b.removeprefix(HEADS) for b in config.branches
                                        if not any(c in b for c in "*?["))
-        self._states: dict[str, ProjectState] = {}
-        self._families: list[Metric] = []
 
-    def refresh(self) -> None:
-        self._states, failures = refresh_each_project(self._projects.projects(), self._states,
-                                                      self._refresh_project)
-        self._families = list(self._build_families())
-        failures.raise_if_any()
+    def _new_state(self, project: Project) -> ProjectState:
+        return ProjectState(project)
 
-    def _refresh_project(self, project: Project, _previous: ProjectState | None) -> ProjectState:
-        repositories = list_repositories(self._api, self._config, project)
-        policies = [policy_of(configuration) for configuration in self._api.policy_configurations(project.id)]
-        return ProjectState(project, repositories, policies)
+    def _fetch(self, state: ProjectState, now: float) -> _Fetched:
+        repositories = list_repositories(self._api, self._config, state.project)
+        policies = [policy_of(configuration) for configuration in self._api.policy_configurations(state.project.id)]
+        return repositories, policies
+
+    def _apply(self, state: ProjectState, fetched: _Fetched, now: float) -> None:
+        state.repositories, state.policies = fetched  # a snapshot: nothing accumulates across cycles
 
     def tracked_branches(self, repository: Repository, policies: list[Policy]) -> list[str]:
         """The repository's default branch plus configured literal names that a policy names exactly."""
@@ -128,8 +125,8 @@ class PoliciesArea:
                 branches.append(literal)
         return branches
 
-    def families(self) -> list[Metric]:
-        return self._families
+    def _publish(self, now: float) -> list[Metric]:
+        return list(self._build_families())
 
     def _build_families(self) -> Iterable[Metric]:
         min_reviewers = m.BRANCH_POLICY_MIN_REVIEWERS.gauge()

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
-from exporter.areas.base import RefreshError
 from exporter.azdo.api import AzureDevOpsApi
 from exporter.azdo.client import ApiError, NotFoundError
 from exporter.config.settings import NameFilter
 from exporter.config.sharding import Shard
 
-log = logging.getLogger(__name__)
-
 # Azure DevOps' code for "the project does not exist" (TF200016) in a 404 answer's message.
 PROJECT_GONE = "TF200016"
-
-State = TypeVar("State")
 
 
 @dataclass(frozen=True)
@@ -66,48 +59,3 @@ def project_gone(error: ApiError) -> bool:
     """True for a 404 saying the project does not exist: it was deleted after the (briefly cached)
     projects listing was read."""
     return isinstance(error, NotFoundError) and PROJECT_GONE in str(error)
-
-
-class ProjectFailures:
-    """The projects whose refresh failed in one cycle, with the self-metric reason of each."""
-
-    def __init__(self) -> None:
-        self.reasons: list[str] = []
-        self.messages: list[str] = []
-
-    def add(self, project: Project, error: ApiError) -> None:
-        self.reasons.append(error.reason)
-        self.messages.append(f"project {project.name}: {error}")
-
-    def raise_if_any(self) -> None:
-        if self.reasons:
-            raise RefreshError("; ".join(self.messages), self.reasons)
-
-
-def refresh_each_project(
-    projects: Iterable[Project],
-    previous: Mapping[str, State],
-    refresh_one: Callable[[Project, State | None], State],
-    gone: Callable[[ApiError], bool] = project_gone,
-) -> tuple[dict[str, State], ProjectFailures]:
-    """Refresh the projects one by one; return the new state of each, keyed by project id.
-
-    `refresh_one(project, previous_state)` fetches everything it needs before changing any state and
-    returns the project's state. When it raises ApiError, the project keeps its previous state (its last
-    good numbers) and the failure is recorded, while the other projects go on. A project that is gone,
-    or missing from `projects` (deleted, renamed away or filtered out), leaves with every series it had.
-    """
-    current: dict[str, State] = {}
-    failures = ProjectFailures()
-    for project in projects:
-        old = previous.get(project.id)
-        try:
-            current[project.id] = refresh_one(project, old)
-        except ApiError as error:
-            if gone(error):
-                log.info("project %s is gone (%s); dropping its series", project.name, error)
-                continue
-            failures.add(project, error)
-            if old is not None:
-                current[project.id] = old
-    return current, failures

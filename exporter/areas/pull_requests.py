@@ -15,12 +15,13 @@ failed cycle leaves that project's last good numbers; other projects still refre
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client.metrics_core import Metric
 
-from exporter.areas.projects import Project, ProjectDirectory, refresh_each_project
+from exporter.areas import base
+from exporter.areas.projects import Project
 from exporter.azdo.api import AzureDevOpsApi
 from exporter.azdo.records import PullRequest, Repository
 from exporter.config.settings import Config
@@ -61,11 +62,9 @@ BranchKey = tuple[str, str]  # repository id, target branch
 
 
 @dataclass
-class ProjectState:
+class ProjectState(base.ProjectState):
     """What is known about one project's pull requests; mutated only by the refresh thread."""
 
-    project: Project
-    loaded: bool = False
     watermark: float | None = None
     repositories: dict[str, Repository] = field(default_factory=dict)
     window: dict[int, ClosedPullRequest] = field(default_factory=dict)  # completed in the window, by id
@@ -91,36 +90,15 @@ def list_repositories(api: AzureDevOpsApi, config: Config, project: Project) -> 
     return {r.id: r for r in api.repositories(project.id) if not r.disabled and config.repositories.matches(r.name)}
 
 
-class PullRequestsArea:
+class PullRequestsArea(base.ProjectArea[ProjectState, _Fetched]):
     """Refreshes pull-request numbers for every admitted project and publishes its metric families."""
 
     name = m.AREA_PULL_REQUESTS
 
-    def __init__(self, config: Config, api: AzureDevOpsApi, projects: ProjectDirectory,
-                 clock: Callable[[], float]) -> None:
-        self._config = config
-        self._api = api
-        self._projects = projects
-        self._clock = clock
-        self.interval = config.intervals.pull_requests
-        self._states: dict[str, ProjectState] = {}
-        self._families: list[Metric] = []
-
     # -- refresh ---------------------------------------------------------------------------------
 
-    def refresh(self) -> None:
-        now = self._clock()
-        self._states, failures = refresh_each_project(
-            self._projects.projects(), self._states, lambda project, state: self._refresh_project(project, state, now))
-        self._publish(now)
-        failures.raise_if_any()
-
-    def _refresh_project(self, project: Project, state: ProjectState | None, now: float) -> ProjectState:
-        state = state or ProjectState(project)
-        state.project = project
-        fetched = self._fetch(state, now)
-        self._apply(state, fetched)
-        return state
+    def _new_state(self, project: Project) -> ProjectState:
+        return ProjectState(project)
 
     def _tracked(self, repository: Repository, branch: str | None) -> str | None:
         if branch is None or not self._config.branch_tracked(branch, repository.default_branch):
@@ -130,10 +108,8 @@ class PullRequestsArea:
     def _fetch(self, state: ProjectState, now: float) -> _Fetched:
         project = state.project
         repositories = list_repositories(self._api, self._config, project)
-        window_start = now - self._config.lookback
-        since = window_start
-        if state.loaded and state.watermark is not None:
-            since = max(window_start, state.watermark - WATERMARK_OVERLAP)
+        window_start = self._window_start(now)
+        since = base.read_since(window_start, state.watermark if state.loaded else None, WATERMARK_OVERLAP)
         completed: dict[int, ClosedPullRequest] = {}
         for pr in self._api.completed_pull_requests(project.id, since):
             if pr.id in state.window or pr.id in completed or pr.status != "completed":
@@ -166,7 +142,7 @@ class PullRequestsArea:
 
     # -- apply -------------------------------------------------------------------------------------
 
-    def _apply(self, state: ProjectState, fetched: _Fetched) -> None:
+    def _apply(self, state: ProjectState, fetched: _Fetched, now: float) -> None:
         steady = state.loaded
         repos = fetched.repositories
         state.repositories = repos
@@ -194,7 +170,6 @@ class PullRequestsArea:
                 self._init_series(state, (repo.id, repo.default_branch))
         for key in (*state.open, *state.drafts):
             self._init_series(state, key)
-        state.loaded = True
 
     @staticmethod
     def _init_series(state: ProjectState, key: BranchKey) -> None:
@@ -207,11 +182,8 @@ class PullRequestsArea:
 
     # -- publish -----------------------------------------------------------------------------------
 
-    def families(self) -> list[Metric]:
-        return self._families
-
-    def _publish(self, now: float) -> None:
-        self._families = list(self._build_families())
+    def _publish(self, now: float) -> list[Metric]:
+        return list(self._build_families())
 
     def _build_families(self) -> Iterable[Metric]:
         open_prs = m.PULL_REQUESTS_OPEN.gauge()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import requests
 
-from exporter.areas.deployments import classic_result as classic_result_of
+from exporter.areas.deployments_classic import classic_result as classic_result_of
 from exporter.azdo.records import parse_release_deployment
 from exporter.metrics import catalogue as m
 from exporter.simulator import environments_model as em

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from exporter.areas.base import RefreshError
-from exporter.areas.projects import Project, refresh_each_project
+from exporter.areas.base import RefreshError, refresh_each_project
+from exporter.areas.projects import Project
 from exporter.azdo.client import ApiError, NotFoundError
 from exporter.metrics import catalogue as m
 from exporter.simulator.server import SimulatorServer
