@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from exporter.areas.policies import Policy, Scope, parse_policy
-from exporter.areas.pull_requests import Repository
+from exporter.areas.policies import Policy, parse_policy
+from exporter.azdo.records import PolicyScope as Scope
+from exporter.azdo.records import Repository
 from exporter.metrics import catalogue as m
 from exporter.simulator.git_model import add_repository
 from exporter.simulator.model import Organization
