@@ -215,14 +215,20 @@ class ExporterHTTPServer:
         except Exception:  # never let one connection take the server down
             log.exception("error serving a connection from %s", client)
         finally:
+            closed = False
             if graceful:  # let the last answer's buffered bytes go out, for a moment at most
                 try:
                     writer.close()
                     async with asyncio.timeout(CLOSE_SECONDS):
                         await writer.wait_closed()
+                    closed = True
                 except (*_QUIET_ERRORS, asyncio.CancelledError):
                     pass
-            writer.transport.abort()
+            if not closed:
+                # CPython 3.11: a transport that finished closing after its buffer drained has no loop
+                # left, and abort() then raises AttributeError instead of doing nothing.
+                with contextlib.suppress(AttributeError):
+                    writer.transport.abort()
             self._tasks.discard(task)
             self._open_total -= 1
             left = self._open[client] - 1
