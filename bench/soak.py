@@ -3,7 +3,8 @@ scale, accelerated time) while the simulator misbehaves, first one fault at a ti
 at once; then faults stop and every number must converge to the fault-free values. Every area runs:
 builds (with tests), pull requests, policies, deployments, agent pools and audit.
 
-`make soak` runs it for 10+ minutes; `tests/test_soak.py` runs a short version under `make test`.
+`make soak` runs it for 10+ minutes, then the hostile-client phase (bench/hostile.py: 1,000 hostile
+connections for 2 minutes); `tests/test_soak.py` runs a short version under `make test`.
 `run_soak` returns a report and raises `SoakFailure` listing every failed check.
 
 Checked, all the time: the process is alive; `/healthz` answers within a deadline; `/metrics` answers
@@ -49,6 +50,7 @@ from bench.harness import (
     start_simulator,
     wait_ready,
 )
+from bench.hostile import run_hostile
 from exporter.metrics import catalogue as m
 
 REQUEST_TIMEOUT = 2.0  # the exporter's AZDO_REQUEST_TIMEOUT during the soak
@@ -847,13 +849,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=5.0)
     parser.add_argument("--speed", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--phase", choices=("all", "faults", "hostile"), default="all",
+                        help="the fault soak, the hostile-client phase (bench/hostile.py), or both")
+    parser.add_argument("--hostile-seconds", type=float, default=120.0)
+    parser.add_argument("--hostile-connections", type=int, default=1000)
     args = parser.parse_args(argv)
-    try:
-        run_soak(args.minutes * 60, interval=args.interval, speed=args.speed, seed=args.seed,
-                 log=lambda line: print(line, flush=True))
-    except SoakFailure:
-        return 1
-    return 0
+    failed = False
+    if args.phase in ("all", "faults"):
+        try:
+            run_soak(args.minutes * 60, interval=args.interval, speed=args.speed, seed=args.seed,
+                     log=lambda line: print(line, flush=True))
+        except SoakFailure:
+            failed = True
+    if args.phase in ("all", "hostile"):
+        report = run_hostile(args.hostile_seconds, connections=args.hostile_connections,
+                             log=lambda line: print(line, flush=True))
+        failed = failed or bool(report.failures)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
