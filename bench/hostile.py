@@ -51,6 +51,8 @@ class HostileReport:
     idle_threads: int = 0
     threads: list[int] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    slow: list[str] = field(default_factory=list)  # "when:how long" of /healthz answers over 250 ms
+    bursts: list[str] = field(default_factory=list)  # "when:how many" reconnects of the crowd
 
     def lines(self) -> list[str]:
         held, health = self.held or [0], sorted(self.healthz) or [0.0]
@@ -66,6 +68,8 @@ class HostileReport:
             f"  exporter RSS MiB: idle {self.idle_rss_mib:.0f}, max {max(self.rss_mib or [0]):.0f}, "
             f"median {statistics.median(self.rss_mib or [0]):.0f}",
             f"  exporter threads: idle {self.idle_threads}, max {max(self.threads or [0])}",
+            f"  /healthz over 250 ms (s into the phase: seconds): {', '.join(self.slow[:30]) or 'none'}",
+            f"  reconnect bursts over 50 (s into the phase: count): {', '.join(self.bursts[:40]) or 'none'}",
             "  checks: " + ("ALL PASSED" if not self.failures else f"{len(self.failures)} FAILED"),
             *[f"    FAILED: {f}" for f in self.failures[:20]],
         ]
@@ -99,6 +103,7 @@ class _Crowd:
         self.loris: list[socket.socket] = []
         self.idle: list[socket.socket] = []
         self.stop = threading.Event()
+        self.began: float | None = None  # when the measured phase began
         self.thread = threading.Thread(target=self._run, name="hostile-crowd", daemon=True)
 
     def _connect(self, rcvbuf: int | None = None) -> socket.socket | None:
@@ -115,6 +120,12 @@ class _Crowd:
         return sock
 
     def _fill(self) -> None:
+        before = self.report.opened
+        self._open_missing()
+        if self.report.opened - before > 50 and self.began is not None:
+            self.report.bursts.append(f"{time.monotonic() - self.began:.0f}s:{self.report.opened - before}")
+
+    def _open_missing(self) -> None:
         third = self.target // 3
         now = time.monotonic()
         fresh = []
@@ -221,6 +232,7 @@ def run_hostile(duration: float = 120.0, *, connections: int = 1000, scale: str 
             report.failures.append(f"could not open {connections} connections within 60 s "
                                    f"(held {_established(exporter.port)})")
         began = time.monotonic()
+        crowd.began = began
         next_metrics = began
         while time.monotonic() < began + duration and exporter.alive():
             now = time.monotonic()
@@ -236,7 +248,9 @@ def run_hostile(duration: float = 120.0, *, connections: int = 1000, scale: str 
                 if status != 200 or body != b"ok\n":
                     report.failures.append(f"/healthz answered {status}")
                 elif took > HEALTH_DEADLINE:
-                    report.failures.append(f"/healthz took {took:.2f} s")
+                    report.failures.append(f"/healthz took {took:.2f} s at {started_at - began:.0f} s")
+                if took > 0.25:
+                    report.slow.append(f"{started_at - began:.1f}s:{took:.2f}")
             except OSError as error:
                 report.failures.append(f"/healthz failed: {error}")
             if now >= next_metrics:
