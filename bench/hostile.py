@@ -133,11 +133,11 @@ class _Crowd:
         third = self.target // 3
         now = time.monotonic()
         fresh = []
-        for sock, opened in self.readers:
+        for reader, opened in self.readers:
             if now - opened > SLOW_READER_LIFETIME:
-                sock.close()
+                reader.close()
             else:
-                fresh.append((sock, opened))
+                fresh.append((reader, opened))
         self.readers = fresh
         while len(self.readers) < third and not self.stop.is_set():
             sock = self._connect(rcvbuf=4096)
