@@ -58,10 +58,8 @@ class TeamProject:
 
 
 def parse_project(item: Json) -> TeamProject | None:
-    project_id, name = item.get("id"), item.get("name")
-    if isinstance(project_id, str) and isinstance(name, str):
-        return TeamProject(project_id, name)
-    return None
+    project_id, name = _str(item.get("id")), _str(item.get("name"))
+    return TeamProject(project_id, name) if project_id is not None and name is not None else None
 
 
 # -- builds ----------------------------------------------------------------------------------------
