@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 
 from exporter.simulator.model import Organization
 from exporter.simulator.server import Fault, SimulatorServer
 from tests.conftest import PAT
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import cli_process, wait_until
 
 
 @pytest.mark.parametrize("command", [["--once"], ["digest", "--to", "stdout"]], ids=["once", "digest"])
@@ -25,21 +19,13 @@ def test_a_signal_mid_refresh_exits_cleanly_with_the_conventional_code(sim: Simu
                                                                        command: list[str], signum: int) -> None:
     empty_org.add_project("Payments")
     stuck = sim.faults.add(Fault(kind="delay", delay=60, path=r"/_apis/projects$"))  # the refresh hangs here
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AZDO_")}
-    env.update({"AZDO_ORG_URL": sim.base_url, "AZDO_PAT": PAT, "AZDO_REQUEST_TIMEOUT": "120s"})
-    process = subprocess.Popen([sys.executable, "-m", "exporter", *command], cwd=ROOT, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 60
-        while stuck.hits == 0 and time.monotonic() < deadline and process.poll() is None:
-            time.sleep(0.05)
+    env = {"AZDO_ORG_URL": sim.base_url, "AZDO_PAT": PAT, "AZDO_REQUEST_TIMEOUT": "120s"}
+    with cli_process(*command, env=env) as process:
+        wait_until(lambda: stuck.hits >= 1 or process.poll() is not None, 60, "the command to reach Azure DevOps",
+                   interval=0.05)
         assert stuck.hits >= 1, "the command never reached Azure DevOps"
         process.send_signal(signum)
         out, err = process.communicate(timeout=30)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
     name = signal.Signals(signum).name
     assert process.returncode == 128 + signum, err
     assert "Traceback" not in err

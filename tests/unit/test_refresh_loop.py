@@ -17,6 +17,7 @@ from exporter.areas.base import RefreshError
 from exporter.metrics import catalogue as m
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.serve.scheduler import Scheduler
+from tests.support import wait_until
 
 
 class ScriptedArea:
@@ -40,15 +41,6 @@ class Fatal(BaseException):
     """Something not even `except Exception` catches (what kills a thread)."""
 
 
-def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return condition()
-
-
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
     return registry.get_sample_value(name, labels)
 
@@ -68,7 +60,8 @@ def test_a_crashing_area_is_counted_internal_logged_once_and_the_loop_goes_on(
     with caplog.at_level(logging.INFO, logger="exporter.serve.scheduler"):
         scheduler.start()
         try:
-            assert wait_for(lambda: scheduler.status["scripted"]["last_success"] is not None)
+            wait_until(lambda: scheduler.status["scripted"]["last_success"] is not None, 10, "a successful refresh",
+                       interval=0.01)
             assert scheduler.ready() is True
             assert all(t.is_alive() for t in threading.enumerate() if t.name == "refresh-scripted")
         finally:
@@ -119,7 +112,7 @@ def test_a_huge_interval_does_not_kill_the_refresh_thread() -> None:
     scheduler = Scheduler([area], SelfMetrics(registry))
     scheduler.start()
     try:
-        assert wait_for(lambda: area.calls == 1)
+        wait_until(lambda: area.calls == 1, 10, "the first refresh", interval=0.01)
         time.sleep(0.2)
         assert [t.is_alive() for t in scheduler._threads] == [True]
         assert scheduler.ready() is True
@@ -143,7 +136,7 @@ def test_a_dead_refresh_thread_makes_readiness_fail_and_success_zero(monkeypatch
     with caplog.at_level(logging.CRITICAL, logger="exporter.serve.scheduler"):
         scheduler.start()
         try:
-            assert wait_for(lambda: not scheduler._threads[0].is_alive())
+            wait_until(lambda: not scheduler._threads[0].is_alive(), 10, "the refresh thread to die", interval=0.01)
             assert area.calls == 2
             assert scheduler.status["scripted"]["last_success"] is not None  # it did succeed once
             assert scheduler.ready() is False

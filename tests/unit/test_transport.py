@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 
 import pytest
 
 from exporter.azdo import transport
 from exporter.azdo.transport import Watchdog
+from tests.support import wait_until
 
 
 class FakeConnection:
@@ -50,9 +50,7 @@ def test_the_watchdog_thread_ends_when_idle_and_comes_back(monkeypatch: pytest.M
         with watchdog.watching(5.0):
             first = watchdog._thread
             assert alive(watchdog)
-        deadline = time.monotonic() + 5
-        while alive(watchdog) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: not alive(watchdog), 5, "the idle watchdog thread to end", interval=0.01)
         assert watchdog._thread is None and first is not None and not first.is_alive()
         with watchdog.watching(5.0) as watch:
             assert alive(watchdog) and watchdog._thread is not first
