@@ -9,6 +9,7 @@ import time
 from collections.abc import Sequence
 
 from exporter.app import Exporter
+from exporter.azdo.scrub import scrub
 from exporter.config.settings import ConfigError, load_config
 from exporter.logging_setup import setup_logging
 from exporter.team.digest import DeliveryError, build_digest, deliver
@@ -65,7 +66,7 @@ def digest_main(argv: Sequence[str]) -> int:
     try:
         deliver(config.digest.webhook_url.reveal(), render(digest, args.to))
     except DeliveryError as error:
-        print(f"azdo-exporter digest: not delivered to {args.to}: {error}", file=sys.stderr)
+        print(f"azdo-exporter digest: not delivered to {args.to}: {scrub(str(error))}", file=sys.stderr)
         return EXIT_FAILED
     if config.digest.state_file:
         try:

@@ -8,7 +8,8 @@ passes through `SCRUBBER.scrub` first.
 It is fed with secret *sources*: callables that return the secrets in use right now, so a rotated token
 file is covered as soon as the credential has read it. For each secret it removes the raw value and the
 forms it travels in: base64 of `:secret` (a PAT in HTTP Basic), base64 of the secret itself, both also
-without padding, and the URL-quoted secret.
+without padding, and the URL-quoted secret. For a secret URL (a webhook) also its path and query, where
+the secret part of such a URL lives, which an answer may echo without the host.
 """
 
 from __future__ import annotations
@@ -17,10 +18,11 @@ import base64
 import logging
 import threading
 from collections.abc import Callable, Iterable
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 REDACTED = "[redacted]"
 MIN_SECRET_LENGTH = 4  # shorter strings would blank out ordinary words; no real token is this short
+MIN_URL_PART_LENGTH = 16  # a URL's path or query shorter than this (`/webhook`) is no secret of its own
 
 SecretSource = Callable[[], Iterable[str]]
 
@@ -31,6 +33,14 @@ def secret_forms(secret: str) -> list[str]:
     for raw in (f":{secret}", secret):
         encoded = base64.b64encode(raw.encode("utf-8")).decode("ascii")
         forms.update((encoded, encoded.rstrip("=")))
+    if secret.startswith(("https://", "http://")):
+        try:
+            parts = urlsplit(secret)
+        except ValueError:
+            parts = None
+        if parts is not None:
+            tail = parts.path + (f"?{parts.query}" if parts.query else "")
+            forms.update(p for p in (tail, parts.query) if len(p) >= MIN_URL_PART_LENGTH)
     return sorted((f for f in forms if len(f) >= MIN_SECRET_LENGTH), key=len, reverse=True)
 
 

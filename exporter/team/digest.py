@@ -26,6 +26,7 @@ import requests
 from prometheus_client import CollectorRegistry
 from prometheus_client.registry import Collector
 
+from exporter.azdo.scrub import scrub
 from exporter.config.settings import Config
 from exporter.metrics import catalogue as m
 from exporter.team.digest_formats import render
@@ -73,7 +74,7 @@ def deliver(url: str, payload: dict[str, Any], *, attempts: int = 5, backoff: fl
                 status = response.status_code
                 if 200 <= status < 300:
                     return attempt
-                detail = " ".join(response.text[:200].split())
+                detail = " ".join(scrub(response.text)[:200].split())  # scrubbed first: a cut URL would leak
                 last = f"HTTP {status}" + (f": {detail}" if detail else "")
                 if status == 429 or status >= 500:
                     retry_after = response.headers.get("Retry-After", "")

@@ -22,12 +22,13 @@ from prometheus_client.exposition import generate_latest
 
 from exporter.azdo.auth import PatCredential
 from exporter.azdo.client import ApiError, AzureDevOpsClient
+from exporter.azdo.scrub import SCRUBBER
 from exporter.metrics import catalogue as m
 from exporter.metrics.selfmetrics import SelfMetrics
 from exporter.serve.http_server import ExporterHTTPServer, start_server
 from exporter.simulator.model import Organization
 from exporter.simulator.server import Fault, SimulatorServer
-from exporter.team.digest import build_digest
+from exporter.team.digest import DeliveryError, build_digest, deliver
 from exporter.team.digest_formats import render_markdown
 from exporter.team.digest_model import DigestState
 from exporter.team.radiator import status_page
@@ -335,3 +336,40 @@ def test_tls_to_a_plain_http_upstream_is_a_clear_connection_error(sim: Simulator
         client.close()
     assert caught.value.reason == "connection"
     assert str(caught.value).startswith("projects: TLS failed (")
+
+
+# ------------------------------------------------------------------------------------- a webhook's echo
+
+
+class _EchoingWebhook(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        body = ("x" * 150 + f" invalid_token for {self.path}").encode()  # the secret path, past a cut at 200
+        self.send_response(400)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - base signature
+        pass
+
+
+def test_a_webhook_that_echoes_its_secret_path_leaks_nothing() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoingWebhook)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    secret_path = "/services/T0HOSTILE/B0UPSTREAM/abcdefghijklmnopqrstuvwx"
+    url = f"http://127.0.0.1:{server.server_address[1]}{secret_path}"
+    SCRUBBER.add_secret(url)  # what the Exporter does with every Secret of the configuration
+    try:
+        with pytest.raises(DeliveryError) as caught:
+            deliver(url, {"text": "digest"}, attempts=1)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+    text = str(caught.value)
+    assert "HTTP 400" in text and "invalid_token" in text  # the answer's text is kept, minus the secret
+    for piece in (url, secret_path, secret_path[:20], "abcdefghijklmnop"):
+        assert piece not in text

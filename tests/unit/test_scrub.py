@@ -74,3 +74,12 @@ def test_log_filter_scrubs_message_arguments_and_traceback_in_text_and_json() ->
             entry = json.loads(out)
             assert entry["message"] == f"refresh failed with {REDACTED}"
             assert f"ValueError: upstream said {REDACTED}" in entry["exception"]
+
+
+def test_a_secret_url_loses_its_path_and_query_too_but_short_ones_stay() -> None:
+    scrubber = Scrubber()
+    scrubber.add_secret("https://contoso.webhook.office.com/webhookb2/abc-123-def-456?sig=0123456789abcdef")
+    scrubber.add_secret("https://example.com/hook")
+    text = ("posted to /webhookb2/abc-123-def-456?sig=0123456789abcdef, signature sig=0123456789abcdef, "
+            "other /hook")
+    assert scrubber.scrub(text) == f"posted to {REDACTED}, signature {REDACTED}, other /hook"
