@@ -3,6 +3,10 @@
 
     .venv/bin/python grafana/generate.py           # write grafana/dashboards/*.json
     .venv/bin/python grafana/generate.py --check   # exit 1 (with a diff) if a committed file is out of date
+    .venv/bin/python grafana/generate.py --config my-mixin.yaml --out DIR   # with your mixin overrides
+
+The job selector and the alert thresholds drawn on panels come from the mixin config
+(exporter/metrics/mixin.py, shared with alerts/generate.py), so an override file changes both.
 
 The JSON files are generated: edit this script, run it, and commit both. The tests run `--check`.
 Metric names are those of the SPEC (§4); the DORA panels read the recording rules of
@@ -17,6 +21,7 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from grafana_foundation_sdk.builders import bargauge, common, prometheus, stat, table, timeseries
 from grafana_foundation_sdk.builders import dashboard as dash
@@ -26,7 +31,7 @@ from grafana_foundation_sdk.models import dashboard as models
 from grafana_foundation_sdk.models import prometheus as prometheus_models
 
 from exporter.metrics import catalogue as m
-from exporter.metrics import monitoring
+from exporter.metrics import mixin, monitoring
 
 OUT_DIR = Path(__file__).resolve().parent / "dashboards"
 TAGS = ["azdo-exporter", "azure-devops"]
@@ -49,6 +54,8 @@ DETAIL_LINK = (
 )
 
 GREEN, YELLOW, RED = "green", "yellow", "red"
+# A panel band that starts at an alert's threshold has the colour of the alert's severity.
+SEVERITY_COLORS = {"page": RED, "critical": RED, "warning": YELLOW, "info": "blue"}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -251,6 +258,23 @@ def table_panel(title: str, targets: list, description: str, *, rename: dict[str
     return panel
 
 
+def alert_step(config: dict[str, Any], alert: str) -> tuple[float, str]:
+    """A threshold step at a duration alert's threshold (in seconds), coloured by its severity."""
+    settings = config["alerts"][alert]
+    return mixin.seconds(settings["threshold"]), SEVERITY_COLORS[settings["severity"]]
+
+
+def ordered(*steps: tuple[float | None, str]) -> list[tuple[float | None, str]]:
+    """Threshold steps in ascending order (the base step, None, first), as Grafana needs them."""
+    return sorted(steps, key=lambda step: -float("inf") if step[0] is None else step[0])
+
+
+def broken_steps(config: dict[str, Any]) -> list[tuple[float | None, str]]:
+    """Broken-for bands: from the broken-build warning, from the long-broken default branch."""
+    return ordered((None, GREEN), alert_step(config, "AzdoBuildBroken"),
+                   alert_step(config, "AzdoDefaultBranchBrokenTooLong"))
+
+
 def row(title: str) -> dash.Row:
     return dash.Row(title)
 
@@ -290,7 +314,7 @@ def base_dashboard(board: monitoring.Dashboard, description: str) -> dash.Dashbo
     )
 
 
-def pipeline_health() -> dash.Dashboard:
+def pipeline_health(config: dict[str, Any]) -> dash.Dashboard:
     sel = BRANCH_SEL
     broken_join = f"{m.PIPELINE_BROKEN_DURATION_SECONDS}{{{sel}}} {WITH_PIPELINE_ID}"
     return (
@@ -309,7 +333,7 @@ def pipeline_health() -> dash.Dashboard:
         .with_panel(stat_panel(
             "Longest broken", f"max({m.PIPELINE_BROKEN_DURATION_SECONDS}{{{sel}}}) or vector(0)", "s",
             "How long the longest-broken branch has been broken (0 when nothing is broken).",
-            steps=[(None, GREEN), (900, YELLOW), (14400, RED)]))
+            steps=broken_steps(config)))
         .with_panel(stat_panel(
             "Success ratio (window)",
             f'sum({m.PIPELINE_WINDOW_RUNS}{{{sel}, result="succeeded"}}) '
@@ -434,7 +458,7 @@ def pipeline_health() -> dash.Dashboard:
     )
 
 
-def pipeline_detail() -> dash.Dashboard:
+def pipeline_detail(config: dict[str, Any]) -> dash.Dashboard:
     sel = BRANCH_SEL
     quantiles = (("A", 0.5), ("B", 0.9))
     return (
@@ -450,7 +474,7 @@ def pipeline_detail() -> dash.Dashboard:
             "broken if any selected branch is broken.", steps=[(None, GREEN), (1, RED)], mappings=BROKEN_MAPPINGS))
         .with_panel(stat_panel(
             "Broken for", f"max({m.PIPELINE_BROKEN_DURATION_SECONDS}{{{sel}}}) or vector(0)", "s",
-            "Now minus broken-since (0 when healthy).", steps=[(None, GREEN), (900, YELLOW), (14400, RED)]))
+            "Now minus broken-since (0 when healthy).", steps=broken_steps(config)))
         .with_panel(stat_panel(
             "Broken since", f"min({m.PIPELINE_BROKEN_SINCE_TIMESTAMP_SECONDS}{{{sel}}}) * 1000", "dateTimeAsIso",
             "Finish time of the first breaking run after the last successful one (empty when healthy)."))
@@ -532,8 +556,10 @@ def pipeline_detail() -> dash.Dashboard:
     )
 
 
-def code_review() -> dash.Dashboard:
+def code_review(config: dict[str, Any]) -> dash.Dashboard:
     sel = REPO_SEL
+    coverage_steps = ordered((None, RED), (config["alerts"]["AzdoReviewCoverageLow"]["threshold"], YELLOW),
+                             (0.99, GREEN))
     completed = m.PULL_REQUESTS_WINDOW_COMPLETED.name
     by_repo = "project, repository, target_branch"
     return (
@@ -546,7 +572,7 @@ def code_review() -> dash.Dashboard:
         .with_panel(stat_panel(
             "Review coverage", f'sum({completed}{{{sel}, reviewed="true"}}) / sum({completed}{{{sel}}})',
             "percentunit", "Completed pull requests approved by a reviewer other than their author.",
-            steps=[(None, RED), (0.9, YELLOW), (0.99, GREEN)]))
+            steps=coverage_steps))
         .with_panel(stat_panel(
             "Merged without review", f'sum({completed}{{{sel}, reviewed="false"}})', "short",
             "Completed pull requests that no one but their author approved.", steps=[(None, GREEN), (1, RED)]))
@@ -570,7 +596,7 @@ def code_review() -> dash.Dashboard:
             f"sort(azdo:pull_requests_review_coverage:ratio_window{{{sel}}})",
             "{{repository}} → {{target_branch}}", "percentunit",
             "Recording rule azdo:pull_requests_review_coverage:ratio_window, worst first.",
-            steps=[(None, RED), (0.9, YELLOW), (0.99, GREEN)], max_value=1, height=10))
+            steps=coverage_steps, max_value=1, height=10))
         .with_panel(table_panel(
             "Unreviewed and bypassed merges (window)",
             [query(f'sum by ({by_repo}) ({completed}{{{sel}, reviewed="false"}})', "A", as_table=True),
@@ -634,8 +660,9 @@ def code_review() -> dash.Dashboard:
     )
 
 
-def delivery() -> dash.Dashboard:
+def delivery(config: dict[str, Any]) -> dash.Dashboard:
     sel = ENV_SEL
+    cfr = config["alerts"]["AzdoChangeFailureRateHigh"]["threshold"]
     dora_env = [
         ("A", "azdo:deployment_frequency:per_day_window", "Deployments per day"),
         ("B", "azdo:deployment_lead_time_seconds:p50_window", "Lead time p50"),
@@ -668,7 +695,7 @@ def delivery() -> dash.Dashboard:
         .with_panel(stat_panel(
             "Change failure rate", "azdo_org:production_change_failure:ratio_window", "percentunit",
             f"Failed over failed plus succeeded production deployments. {org}",
-            steps=[(None, GREEN), (0.15, YELLOW), (0.3, RED)], width=6))
+            steps=[(None, GREEN), (cfr / 2, YELLOW), (cfr, RED)], width=6))
         .with_panel(stat_panel(
             "Time to restore (mean)", "azdo_org:production_deployment_time_to_restore_seconds:avg_window", "s",
             f"Mean time from a failed production deployment to the next successful one. {org}", width=6))
@@ -739,15 +766,17 @@ def delivery() -> dash.Dashboard:
     )
 
 
-def exporter() -> dash.Dashboard:
+def exporter(config: dict[str, Any]) -> dash.Dashboard:
     sel = EXPORTER_SEL
+    stale = config["alerts"]["AzdoExporterStale"]
+    refresh = mixin.seconds(stale["max_interval"])
     return (
         base_dashboard(monitoring.EXPORTER,
                        "Health of azdo-exporter itself: refreshes, staleness, API requests, errors and throttling.")
         .with_variable(query_variable("instance", "Instance", m.EXPORTER_BUILD_INFO.name))
         .with_row(row("Now"))
         .with_panel(stat_panel(
-            "Up", f"up{{{monitoring.JOB_SELECTOR}, {sel}}}", "short", "Prometheus can scrape the exporter.",
+            "Up", f"up{{{config['selectors']['job']}, {sel}}}", "short", "Prometheus can scrape the exporter.",
             steps=[(None, RED), (1, GREEN)], mappings=[models.ValueMap(options={
                 "0": models.ValueMappingResult(text="down", color=RED, index=0),
                 "1": models.ValueMappingResult(text="up", color=GREEN, index=1)})], legend="{{instance}}"))
@@ -765,7 +794,7 @@ def exporter() -> dash.Dashboard:
         .with_panel(stat_panel(
             "Oldest data", f"max(time() - {m.EXPORTER_LAST_REFRESH_SUCCESS_TIMESTAMP_SECONDS}{{{sel}}})", "s",
             "Age of the oldest successful refresh across collectors.",
-            steps=[(None, GREEN), (1800, YELLOW), (5400, RED)]))
+            steps=[(None, GREEN), (refresh, YELLOW), (stale["factor"] * refresh, RED)]))
         .with_panel(stat_panel(
             "Throttled (1h)", f"sum(increase({m.EXPORTER_THROTTLED.total}{{{sel}}}[1h]))", "short",
             "Responses from Azure DevOps that asked the exporter to slow down.", steps=[(None, GREEN), (1, YELLOW)]))
@@ -870,8 +899,10 @@ def drop_interval_only_fields(model: dict) -> None:
                 variable.pop(key, None)
 
 
-def render(name: str) -> str:
-    model = json.loads(json.dumps(DASHBOARDS[name]().build(), cls=JSONEncoder))
+def render(name: str, config: dict[str, Any] | None = None) -> str:
+    """The JSON of dashboard `name` for a mixin config (the defaults when None)."""
+    built = DASHBOARDS[name](config or mixin.defaults()).build()
+    model = json.loads(json.dumps(built, cls=JSONEncoder))
     assign_panel_ids(model)
     drop_interval_only_fields(model)
     return json.dumps(model, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
@@ -880,12 +911,21 @@ def render(name: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="exit 1 if a committed dashboard is out of date")
+    parser.add_argument("--config", metavar="FILE", help="mixin override file (YAML): the keys to change")
+    parser.add_argument("--out", metavar="DIR", type=Path, default=OUT_DIR,
+                        help="write the dashboards to DIR instead of grafana/dashboards/")
     args = parser.parse_args(argv)
+    try:
+        config = mixin.load(args.config)
+    except mixin.MixinError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out_dir: Path = args.out
     stale = []
     expected = {f"{name}.json" for name in DASHBOARDS}
     for name in DASHBOARDS:
-        path = OUT_DIR / f"{name}.json"
-        text = render(name)
+        path = out_dir / f"{name}.json"
+        text = render(name, config)
         current = path.read_text(encoding="utf-8") if path.exists() else ""
         if current == text:
             continue
@@ -894,13 +934,13 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.writelines(difflib.unified_diff(current.splitlines(True), text.splitlines(True),
                                                        f"{path} (committed)", f"{path} (generated)"))
         else:
-            OUT_DIR.mkdir(parents=True, exist_ok=True)
+            out_dir.mkdir(parents=True, exist_ok=True)
             path.write_text(text, encoding="utf-8")
             print(f"wrote {path}")
-    extra = sorted(p.name for p in OUT_DIR.glob("*.json") if p.name not in expected) if OUT_DIR.exists() else []
+    extra = sorted(p.name for p in out_dir.glob("*.json") if p.name not in expected) if out_dir.exists() else []
     if args.check and (stale or extra):
         for name in extra:
-            print(f"{OUT_DIR / name}: not generated by grafana/generate.py (remove it)")
+            print(f"{out_dir / name}: not generated by grafana/generate.py (remove it)")
         print(f"out of date: {', '.join(stale + extra)}; run .venv/bin/python grafana/generate.py", file=sys.stderr)
         return 1
     return 0

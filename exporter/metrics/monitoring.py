@@ -61,3 +61,7 @@ CODE_REVIEW = Dashboard("azdo-code-review", "Code review and compliance")
 DELIVERY = Dashboard("azdo-delivery", "Delivery and DORA")
 EXPORTER = Dashboard("azdo-exporter", "Exporter")
 DASHBOARDS: tuple[Dashboard, ...] = (PIPELINE_HEALTH, PIPELINE_DETAIL, CODE_REVIEW, DELIVERY, EXPORTER)
+
+# The project's home; the alerts' runbook_url point into its docs/alerts.md (one heading per alert).
+PROJECT_URL = "https://github.com/azdo-exporter/azdo-exporter"
+RUNBOOK_BASE_URL = f"{PROJECT_URL}/blob/main/docs/alerts.md"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from exporter.metrics import monitoring
+from exporter.metrics import mixin, monitoring
 from tests.support import free_port, wait_http, wait_until
 from tests.system_tools import require_binary
 
@@ -31,7 +31,7 @@ RECORDING = ALERTS / "azdo-exporter.recording.yml"
 ALERTMANAGER = ALERTS / "alertmanager.yml"
 RULE_TESTS = sorted((ALERTS / "tests").glob("*.test.yml"))
 DOCS = ROOT / "docs" / "alerts.md"
-RUNBOOK_BASE = "https://github.com/azdo-exporter/azdo-exporter/blob/main/docs/alerts.md#"
+RUNBOOK_BASE = monitoring.RUNBOOK_BASE_URL + "#"
 DASHBOARD_UIDS = {board.uid for board in monitoring.DASHBOARDS}
 
 
@@ -85,12 +85,12 @@ def test_generated_files_are_up_to_date():
 
 
 def test_every_configured_alert_has_a_rule_and_back():
-    assert [r["alert"] for r in _alert_rules()] == list(generate.CONFIG["alerts"])
+    assert [r["alert"] for r in _alert_rules()] == list(mixin.DEFAULTS["alerts"])
 
 
 def test_for_and_severity_come_from_the_config():
     for rule in _alert_rules():
-        settings = generate.CONFIG["alerts"][rule["alert"]]
+        settings = mixin.DEFAULTS["alerts"][rule["alert"]]
         assert rule["labels"]["severity"] == settings["severity"]
         assert _duration(rule.get("for", "")) == generate.seconds(settings["for"])
 
