@@ -208,6 +208,7 @@ def alert_definitions(config: dict[str, Any]) -> list[dict]:
     nodeploy = a["AzdoNoProductionDeployment"]
     bypass_window = a["AzdoBranchPolicyBypassed"]["window"]
     stale = a["AzdoExporterStale"]
+    low = a["AzdoExporterRateLimitLow"]
     bypassed_audit = f'{m.AUDIT_EVENTS.total}{{action="Git.RefUpdatePoliciesBypassed"}}'
     last_success = vec(m.EXPORTER_LAST_REFRESH_SUCCESS_TIMESTAMP_SECONDS.name, exporter)
     auth_errors = vec(m.EXPORTER_REFRESH_ERRORS.total, exporter, 'reason="auth"')
@@ -339,6 +340,19 @@ def alert_definitions(config: dict[str, Any]) -> list[dict]:
             "dashboard": link(monitoring.EXPORTER, "instance"),
         },
         {
+            "name": "AzdoExporterAbsent", "collector": None,
+            "expr": expr(f"absent(up{{{exporter}}})"),
+            "meaning": "Prometheus has no target of the exporter's job at all (it vanished from discovery).",
+            "summary": "azdo-exporter has no scrape target",
+            # No labels to show (absent() of a regex matcher has none); the external `cluster` label
+            # (kube-prometheus' convention) tells which Prometheus lost the exporter, when it is set.
+            "description": "Prometheus{{ with $externalLabels.cluster }} of cluster {{ . }}{{ end }} has had "
+                           "no `up` series matching " + exporter + " for " +
+                           a["AzdoExporterAbsent"]["for"] + ": azdo-exporter is not discovered (deleted, "
+                           "scaled to zero, relabelled or a changed job name), so none of its alerts can fire.",
+            "dashboard": link(monitoring.EXPORTER),
+        },
+        {
             "name": "AzdoExporterRefreshFailing", "collector": None,
             "expr": expr(f"{m.EXPORTER_REFRESH_SUCCESS}{{{exporter}}} == 0"),
             "meaning": "A collector's refreshes from Azure DevOps keep failing; its numbers are getting old.",
@@ -346,6 +360,18 @@ def alert_definitions(config: dict[str, Any]) -> list[dict]:
             "description": "The {{ $labels.collector }} collector of azdo-exporter {{ $labels.instance }} has "
                            f"failed every refresh for {a['AzdoExporterRefreshFailing']['for']}; it serves its "
                            "last good numbers.",
+            "dashboard": link(monitoring.EXPORTER, "instance"),
+        },
+        {
+            "name": "AzdoExporterRateLimitLow", "collector": None,
+            "expr": expr(f"{vec(m.EXPORTER_RATE_LIMIT_REMAINING.name, exporter)} < {low['threshold']}"),
+            "meaning": f"Fewer than {low['threshold']} throughput units are left before Azure DevOps starts "
+                       "delaying the exporter (early warning, before throttling).",
+            "summary": "azdo-exporter {{ $labels.instance }} is close to the Azure DevOps rate limit",
+            "description": "Azure DevOps reports only {{ $value }} throughput units (TSTUs) left on "
+                           "{{ $labels.resource }} before it delays the requests of azdo-exporter "
+                           f"{{{{ $labels.instance }}}} (below {low['threshold']} for {low['for']}); "
+                           "throttling follows if consumption does not drop.",
             "dashboard": link(monitoring.EXPORTER, "instance"),
         },
         {

@@ -55,7 +55,7 @@ DETAIL_LINK = (
 
 GREEN, YELLOW, RED = "green", "yellow", "red"
 # A panel band that starts at an alert's threshold has the colour of the alert's severity.
-SEVERITY_COLORS = {"page": RED, "critical": RED, "warning": YELLOW, "info": "blue"}
+SEVERITY_COLORS = {"critical": RED, "warning": YELLOW, "info": "blue"}
 
 
 # ---------------------------------------------------------------------------------------------------

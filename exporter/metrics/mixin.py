@@ -30,7 +30,7 @@ from exporter.metrics import monitoring
 
 # The severities of the Prometheus monitoring mixins (kubernetes-mixin, node-mixin, ...): critical pages
 # someone, warning needs attention during working hours, info is for dashboards and tickets.
-SEVERITIES = ("page", "warning", "info")
+SEVERITIES = ("critical", "warning", "info")
 
 # Keys whose values are Prometheus durations ('15m', '1h30m', '0s').
 DURATION_KEYS = frozenset({"for", "window", "rate_window", "max_interval"})
@@ -54,7 +54,7 @@ DEFAULTS: dict[str, Any] = {
     # Prefix of dashboard_url, e.g. "https://grafana.example.com"; '' gives paths such as /d/...
     "grafana_url": "",
     "alerts": {
-        "AzdoDefaultBranchBrokenTooLong": {"severity": "page", "threshold": "4h", "for": "5m"},
+        "AzdoDefaultBranchBrokenTooLong": {"severity": "critical", "threshold": "4h", "for": "5m"},
         "AzdoBuildBroken": {"severity": "warning", "threshold": "15m", "for": "5m"},
         "AzdoPipelineWithoutTests": {"severity": "info", "for": "1d"},
         "AzdoReviewCoverageLow": {"severity": "warning", "threshold": 0.9, "min_completed": 10, "for": "1h"},
@@ -65,7 +65,12 @@ DEFAULTS: dict[str, Any] = {
         "AzdoNoProductionDeployment": {"severity": "info", "threshold": "7d", "for": "1h"},
         "AzdoAgentPoolBacklog": {"severity": "warning", "threshold": 10, "for": "15m"},
         "AzdoExporterDown": {"severity": "warning", "for": "5m"},
+        # No `up` series of the job at all: the exporter vanished from service discovery.
+        "AzdoExporterAbsent": {"severity": "warning", "for": "15m"},
         "AzdoExporterRefreshFailing": {"severity": "warning", "for": "15m"},
+        # Early warning: fewer throughput units (TSTUs) left than this before Azure DevOps starts delaying
+        # (its global limit is 200 per identity per sliding 5 minutes).
+        "AzdoExporterRateLimitLow": {"severity": "warning", "threshold": 50, "for": "10m"},
         "AzdoExporterThrottled": {"severity": "warning", "rate_window": "5m", "for": "15m"},
         "AzdoExporterAuthFailing": {"severity": "warning", "window": "15m", "for": "0s"},
         # Stale when the last successful refresh is older than factor x max_interval.

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from exporter.metrics import catalogue as m
 from exporter.metrics import mixin, monitoring
 from tests.support import free_port, wait_http, wait_until
 from tests.system_tools import require_binary
@@ -151,7 +152,7 @@ def test_every_recording_rule_is_checked_with_values():
 
 @pytest.mark.parametrize("rule", _alert_rules(), ids=lambda r: r["alert"])
 def test_alert_has_labels_and_annotations(rule):
-    assert rule["labels"]["severity"] in {"page", "warning", "info"}
+    assert rule["labels"]["severity"] in mixin.SEVERITIES
     annotations = rule["annotations"]
     for key in ("summary", "description", "runbook_url", "dashboard_url"):
         assert annotations.get(key), f"{rule['alert']} lacks {key}"
@@ -162,8 +163,28 @@ def test_alert_has_labels_and_annotations(rule):
 
 
 def test_only_the_long_broken_default_branch_pages():
-    assert [r["alert"] for r in _alert_rules() if r["labels"]["severity"] == "page"] == [
+    assert [r["alert"] for r in _alert_rules() if r["labels"]["severity"] == "critical"] == [
         "AzdoDefaultBranchBrokenTooLong"]
+
+
+def test_the_severities_are_the_mixin_conventions_and_each_is_tested():
+    """critical/warning/info (no more `page`): every severity has a firing promtool case."""
+    assert mixin.SEVERITIES == ("critical", "warning", "info")
+    assert {r["labels"]["severity"] for r in _alert_rules()} == set(mixin.SEVERITIES)
+    tested = {alert["exp_labels"]["severity"] for cases in _alert_cases().values() for _, expected in cases
+              for alert in expected}
+    assert tested == set(mixin.SEVERITIES)
+
+
+def test_the_absent_alert_and_the_rate_limit_early_warning():
+    rules = {r["alert"]: r for r in _alert_rules()}
+    assert rules["AzdoExporterAbsent"]["expr"].strip() == f"absent(up{{{monitoring.JOB_SELECTOR}}})"
+    low = rules["AzdoExporterRateLimitLow"]
+    threshold = mixin.DEFAULTS["alerts"]["AzdoExporterRateLimitLow"]["threshold"]
+    assert low["expr"].strip() == f"{m.EXPORTER_RATE_LIMIT_REMAINING}{{{monitoring.JOB_SELECTOR}}} < {threshold}"
+    # An early warning: below a quarter of Azure DevOps' 200 TSTUs, and earlier than the throttling alert.
+    assert 0 < threshold <= 50
+    assert generate.seconds(low["for"]) < generate.seconds(rules["AzdoExporterThrottled"]["for"])
 
 
 def test_docs_have_a_runbook_section_per_alert():
@@ -198,14 +219,20 @@ def _route(labels: dict[str, str]) -> str:
     return result.stdout.strip()
 
 
-@pytest.mark.parametrize("severity,receiver", [("page", "pager"), ("warning", "chat"), ("info", "chat")])
+@pytest.mark.parametrize("severity,receiver", [("critical", "pager"), ("warning", "chat"), ("info", "chat")])
 def test_routes_by_severity(severity, receiver):
     assert _route({"alertname": "AzdoSomething", "severity": severity, "project": "Shop"}) == receiver
 
 
+def test_the_old_page_severity_no_longer_pages():
+    """A deliberate change: rules still labelled severity="page" (generated before) fall to chat."""
+    assert _route({"alertname": "AzdoDefaultBranchBrokenTooLong", "severity": "page"}) == "chat"
+    assert "page" not in yaml.safe_load(ALERTMANAGER.read_text())["route"]["routes"][0]["matchers"][0]
+
+
 def test_every_alert_routes_to_its_receiver():
     for rule in _alert_rules():
-        expected = "pager" if rule["labels"]["severity"] == "page" else "chat"
+        expected = "pager" if rule["labels"]["severity"] == "critical" else "chat"
         assert _route({"alertname": rule["alert"], **rule["labels"]}) == expected, rule["alert"]
 
 

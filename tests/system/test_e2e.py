@@ -307,7 +307,7 @@ def test_page_for_long_broken_default_branch_reaches_the_pager(stack: Stack) -> 
     alerts = wait_for_page(stack)
     alert = alerts[0]
     assert alert["_receiver"] == "pager"
-    assert alert["labels"]["severity"] == "page"
+    assert alert["labels"]["severity"] == "critical"
     annotations = alert["annotations"]
     assert annotations.get("runbook_url", "").endswith("#azdodefaultbranchbrokentoolong"), annotations
     assert "/d/azdo-pipeline-detail/" in annotations.get("dashboard_url", ""), annotations
