@@ -22,6 +22,9 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # The dashboard schema check (tests/test_dashboard_schema.py, grafana/schema-check): npm ci and tsc.
 command -v node >/dev/null 2>&1 || need+=(nodejs)
 command -v npm >/dev/null 2>&1 || need+=(npm)
+# The kustomize build of deploy/ (tests/system/test_kustomize.py): kubectl's built-in kustomize
+# (the Kubernetes apt repository's package; Debian 12's kubernetes-client is too old for `patches`).
+command -v kubectl >/dev/null 2>&1 || need+=(kubectl)
 [ ${#need[@]} -eq 0 ] && exit 0
 mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

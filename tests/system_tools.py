@@ -1,4 +1,5 @@
-"""Locating the real components some tests need (promtool, prometheus, alertmanager, amtool, node, npm).
+"""Locating the real components some tests need (promtool, prometheus, alertmanager, amtool, node, npm,
+kubectl).
 
 Locally a missing tool skips the test with a message naming the Debian package that brings it;
 under CI (CI=true) it fails, because CI must run every test for real.
@@ -22,6 +23,7 @@ PACKAGES = {
     "mmdebstrap": "mmdebstrap",
     "node": "nodejs",
     "npm": "npm",
+    "kubectl": "kubectl",
 }
 
 

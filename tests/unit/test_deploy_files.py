@@ -205,11 +205,78 @@ def test_compose_stack_refers_to_existing_files_ports_and_build_arguments() -> N
 
 
 
+def _mebibytes(quantity: str) -> float:
+    value, unit = re.fullmatch(r"(\d+)(Mi|Gi)", quantity).groups()  # type: ignore[union-attr]
+    return int(value) * (1024 if unit == "Gi" else 1)
+
+
+def test_memory_request_and_limit_follow_the_measured_figures() -> None:
+    """Request >= the steady figure at ready; limit >= 1.25 x the whole-run peak (docs/performance.md)."""
+    figures = re.search(r"peak RSS \(exporter\)\s*\|\s*(\d+) MiB.*?whole run (\d+) MiB",
+                        (ROOT / "docs" / "performance.md").read_text())
+    assert figures, "docs/performance.md no longer states the peak RSS"
+    steady, peak = int(figures.group(1)), int(figures.group(2))
+    (container,) = _k8s()["StatefulSet"]["spec"]["template"]["spec"]["containers"]
+    request = _mebibytes(container["resources"]["requests"]["memory"])
+    limit = _mebibytes(container["resources"]["limits"]["memory"])
+    assert steady <= request < peak
+    assert limit >= 1.25 * peak
+    assert (request, limit) == (384, 768)
+
+
+def test_kube_prometheus_stack_selects_the_servicemonitor_and_the_rules() -> None:
+    """kube-prometheus-stack's Prometheus loads only objects labelled release=<its Helm release>."""
+    objects = _k8s()
+    release = _load_deploy_generator().RELEASE
+    for kind in ("ServiceMonitor", "PrometheusRule"):
+        assert objects[kind]["metadata"]["labels"]["release"] == release, kind
+    # Only those two: other objects carry no release label to confuse other selectors.
+    assert [k for k, o in objects.items() if "release" in o["metadata"].get("labels", {})] == \
+        ["PrometheusRule", "ServiceMonitor"]
+    # The overlay sets another release name on exactly the monitoring.coreos.com objects.
+    overlay = yaml.safe_load((DEPLOY / "kube-prometheus-stack" / "kustomization.yaml").read_text())
+    assert overlay["resources"] == ["../kubernetes"]
+    (patch,) = overlay["patches"]
+    assert patch["target"] == {"group": "monitoring.coreos.com"}
+    assert {o["apiVersion"].split("/")[0] for o in objects.values() if "release" in o["metadata"]["labels"]} == \
+        {"monitoring.coreos.com"}
+    (op,) = yaml.safe_load(patch["patch"])
+    assert op["op"] == "replace" and op["path"] == "/metadata/labels/release" and op["value"] != release
+
+
+def _load_deploy_generator():  # type: ignore[no-untyped-def]
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("deploy_generate", DEPLOY / "generate.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_prometheusrule_from_your_mixin_override(tmp_path: Path) -> None:
+    """alerts/generate.py --config ... --out DIR, then deploy/generate.py --rules DIR --out FILE."""
+    (tmp_path / "my-mixin.yaml").write_text("alerts:\n  AzdoAgentPoolBacklog: {threshold: 25, severity: info}\n")
+    for args in ([str(ROOT / "alerts" / "generate.py"), "--config", str(tmp_path / "my-mixin.yaml"),
+                  "--out", str(tmp_path / "rules")],
+                 [str(DEPLOY / "generate.py"), "--rules", str(tmp_path / "rules"), "--out", str(tmp_path / "pr.yaml")]):
+        proc = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    rule = yaml.safe_load((tmp_path / "pr.yaml").read_text())
+    assert rule["kind"] == "PrometheusRule" and rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
+    assert alerts["AzdoAgentPoolBacklog"]["labels"]["severity"] == "info"
+    assert alerts["AzdoAgentPoolBacklog"]["expr"].strip().endswith("> 25")
+    shipped = _k8s()["PrometheusRule"]["spec"]["groups"]
+    assert [g["name"] for g in rule["spec"]["groups"]] == [g["name"] for g in shipped]
+
+
 @pytest.mark.parametrize("path", ["docs/deployment.md", "README.md"])
 def test_deployment_docs_exist_and_link(path: str) -> None:
     text = (ROOT / path).read_text()
     if path == "README.md":
         assert "## Deployment" in text and "docs/deployment.md" in text
     else:
-        for topic in ("compose.yaml", "StatefulSet", "--shard", "web.config.file", "entra", "build-image.sh"):
+        for topic in ("compose.yaml", "StatefulSet", "--shard", "web.config.file", "entra", "build-image.sh",
+                      "## kube-prometheus-stack", "release: kube-prometheus-stack", "deploy/kube-prometheus-stack",
+                      "serviceMonitorSelectorNilUsesHelmValues", "384Mi", "768Mi"):
             assert topic in text, topic
