@@ -47,7 +47,9 @@ def test_the_watchdog_thread_ends_when_idle_and_comes_back(monkeypatch: pytest.M
     monkeypatch.setattr(transport, "IDLE_EXIT", 0.05)
     watchdog = Watchdog()
     try:
-        with watchdog.watching(5.0):
+        # A short deadline: a finished request leaves its entry until that deadline (the thread is not woken
+        # for it), so the thread goes idle at most then, plus IDLE_EXIT.
+        with watchdog.watching(0.3):
             first = watchdog._thread
             assert alive(watchdog)
         wait_until(lambda: not alive(watchdog), 5, "the idle watchdog thread to end", interval=0.01)
