@@ -109,6 +109,30 @@ def test_promtool_check_rules(path):
     assert not re.search(r"duplicate|lint|warning", output, flags=re.IGNORECASE), output
 
 
+def test_rules_generated_from_an_override_file_pass_promtool(tmp_path):
+    """An override file's rules (other job, severities, thresholds, absolute links) are valid rules too."""
+    promtool = require_binary("promtool")
+    (tmp_path / "my-mixin.yaml").write_text(
+        "selectors: {job: 'job=\"azdo\"', production: 'environment=~\"(?i)(prod|live).*\"'}\n"
+        "include_pipeline_default_branch: false\n"
+        "grafana_url: https://grafana.example.com\n"
+        "alerts:\n  AzdoBuildBroken: {severity: critical, threshold: 1h30m}\n"
+        "  AzdoExporterRateLimitLow: {threshold: 80, for: 5m}\n")
+    result = subprocess.run([sys.executable, str(ALERTS / "generate.py"), "--config", str(tmp_path / "my-mixin.yaml"),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    files = [str(tmp_path / "out" / p.name) for p in (RULES, RECORDING)]
+    result = subprocess.run([promtool, "check", "rules", *files], capture_output=True, text=True)
+    assert result.returncode == 0 and "SUCCESS" in result.stdout, result.stdout + result.stderr
+    rules = {r["alert"]: r for g in yaml.safe_load((tmp_path / "out" / RULES.name).read_text())["groups"]
+             for r in g["rules"]}
+    assert rules["AzdoBuildBroken"]["labels"]["severity"] == "critical"
+    assert rules["AzdoExporterAbsent"]["expr"].strip() == 'absent(up{job="azdo"})'
+    assert rules["AzdoExporterRateLimitLow"]["for"] == "5m"
+    assert "(?i)(prod|live).*" in rules["AzdoNoProductionDeployment"]["expr"]
+    assert "label_replace" not in rules["AzdoDefaultBranchBrokenTooLong"]["expr"]
+
+
 @pytest.mark.parametrize("path", RULE_TESTS, ids=lambda p: p.name)
 def test_promtool_test_rules(path):
     promtool = require_binary("promtool")
