@@ -84,10 +84,7 @@ class AuditData:
 
 
 def audit_data(org: Organization) -> AuditData:
-    data = org.extensions.get(KEY)
-    if data is None:
-        data = org.extensions[KEY] = AuditData()
-    return data  # type: ignore[no-any-return]
+    return org.extension(KEY, AuditData)
 
 
 def set_mode(org: Organization, mode: str) -> None:

@@ -21,11 +21,11 @@ from exporter.simulator.model import (
     DAY,
     HOUR,
     MINUTE,
-    SCHED_ID_BASE,
     Organization,
     Stream,
     hash_ints,
     hash_str,
+    time_id,
     unit,
 )
 
@@ -97,11 +97,7 @@ class EnvironmentData:
 
 
 def data(org: Organization) -> EnvironmentData:
-    with org.lock:
-        d = org.extensions.get(KEY)
-        if d is None:
-            d = org.extensions[KEY] = EnvironmentData()
-        return d  # type: ignore[no-any-return]
+    return org.extension(KEY, EnvironmentData)
 
 
 # --------------------------------------------------------------------------------------------
@@ -142,7 +138,7 @@ def add_record(org: Organization, environment_id: int, run_id: int, stage: str, 
         if run is None:
             raise KeyError(f"no run {run_id}")
         pl = org._projects[run.project_id].pipelines[run.pipeline_id]
-        rec = Record(_record_id(start - 5, d.next_record_id), env.id, env.project_id, pl.id, pl.name, run.id,
+        rec = Record(time_id(start - 5, d.next_record_id), env.id, env.project_id, pl.id, pl.name, run.id,
                      run.build_number, stage, job,
                      stage_attempt, job_attempt or stage_attempt, start - 5, float(start), finish, result)
         d.next_record_id += 1
@@ -166,20 +162,15 @@ def finish_record(org: Organization, record_id: int, result: str, finish: float)
 # --------------------------------------------------------------------------------------------
 
 
-def _record_id(created: float, salt: int) -> int:
-    return int(created * 1000) * 64 + salt % 64
-
-
 def run_records(org: Organization, ys: YamlStream, k: int) -> list[Record]:
     """Every record of slot ``k``'s run (whatever ``now`` is)."""
     st = ys.build_stream
     if k < st.start_k or k % ys.every:
         return []
-    qt, start, ft, h = org.slot_times(st, k)
-    result = org._slot_result(st, k, ft, h)
+    qt, start, ft, h, result = org.slot_outcome(st, k)
     if result == "canceled":
         return []
-    run_id = SCHED_ID_BASE + k * org._stride + st.index
+    run_id = org.slot_run_id(st, k)
     pl = st.pipeline
     d = data(org)
     envs = {e.name: e.id for e in d.environments.values() if e.project_id == ys.project_id}
@@ -210,7 +201,7 @@ def run_records(org: Organization, ys: YamlStream, k: int) -> list[Record]:
             for ji, job in enumerate(stage.jobs):
                 # one job of a failed stage fails: the last; the others succeed
                 job_result = outcome if outcome != "failed" or ji == len(stage.jobs) - 1 else "succeeded"
-                rid = _record_id(t0, ys.index * 16 + si * 4 + ji + attempt)
+                rid = time_id(t0, ys.index * 16 + si * 4 + ji + attempt)
                 out.append(Record(rid, env_id, ys.project_id, pl.id, pl.name, run_id, run_name, stage.name, job,
                                   attempt, attempt, t0, t0 + 3 + 2 * ji, t1 - 5 * ji, job_result))
         if outcomes[-1] not in ("succeeded", "succeededWithIssues"):

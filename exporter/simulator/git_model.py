@@ -17,7 +17,6 @@ whose vote also counted for a group lists it in ``voted_for``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -31,6 +30,7 @@ from exporter.simulator.model import (
     Project,
     hash_ints,
     hash_str,
+    slot_range,
     stable_uuid,
     unit,
 )
@@ -125,10 +125,7 @@ class PrStream:
 
     def slot_range(self, epoch: float, lo: float, hi: float) -> range:
         """Slots whose creation time may fall within [lo, hi]."""
-        base = epoch + self.phase
-        k0 = max(self.start_k, math.floor((lo - base - self.jitter) / self.period))
-        k1 = math.floor((hi - base) / self.period)
-        return range(k0, k1 + 1)
+        return slot_range(epoch, self.phase, self.jitter, self.period, self.start_k, lo, hi)
 
 
 @dataclass
@@ -145,10 +142,7 @@ class GitData:
 
 def git_data(org: Organization) -> GitData:
     """The git area's data, created on first use (so ``Organization.empty()`` works too)."""
-    data = org.extensions.get(KEY)
-    if data is None:
-        data = org.extensions[KEY] = GitData()
-    return data  # type: ignore[no-any-return]
+    return org.extension(KEY, GitData)
 
 
 def team_of(org: Organization, project: Project) -> Identity:

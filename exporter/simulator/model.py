@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 MINUTE = 60.0
 HOUR = 3600.0
@@ -39,6 +39,8 @@ MAX_SCHEDULED_SPAN = 2 * HOUR
 
 RESULTS = ("succeeded", "partiallySucceeded", "failed", "canceled")
 SCALES = ("small", "medium", "large")
+
+_T = TypeVar("_T")
 
 _NAMESPACE = uuid.UUID("6f1d8a52-0c8e-4b7e-9d7a-2f4f3b1e9a10")
 _M64 = (1 << 64) - 1
@@ -81,6 +83,20 @@ def hash_str(s: str) -> int:
 def unit(h: int, shift: int = 0) -> float:
     """A float in [0, 1) taken from 16 bits of hash ``h``."""
     return ((h >> shift) & 0xFFFF) / 65536.0
+
+
+def time_id(t: float, salt: int) -> int:
+    """An id that grows with time ``t`` (as database ids do); ``salt`` tells apart ids of one millisecond."""
+    return int(t * 1000) * 64 + salt % 64
+
+
+def slot_range(epoch: float, phase: float, jitter: float, period: float, start_k: int, lo: float,
+               hi: float) -> range:
+    """Slots ``k >= start_k`` of a schedule ``epoch + phase + k * period (+ jitter)`` that may fall in [lo, hi]."""
+    base = epoch + phase
+    k0 = max(start_k, math.floor((lo - base - jitter) / period))
+    k1 = math.floor((hi - base) / period)
+    return range(k0, k1 + 1)
 
 
 def to_ticks(t: float) -> int:
@@ -296,10 +312,7 @@ class Stream:
 
     def slot_range(self, epoch: float, lo: float, hi: float) -> range:
         """Slots whose queue time may fall within [lo, hi]."""
-        base = epoch + self.phase
-        k0 = max(self.start_k, math.floor((lo - base - self.jitter) / self.period))
-        k1 = math.floor((hi - base) / self.period)
-        return range(k0, k1 + 1)
+        return slot_range(epoch, self.phase, self.jitter, self.period, self.start_k, lo, hi)
 
 
 def full_ref(branch: str) -> str:
@@ -344,6 +357,14 @@ class Organization:
         self._next_run_id = 1
         #: data of other areas (git, releases, ...), kept by their own ``*_model`` modules under a key each
         self.extensions: dict[str, Any] = {}
+
+    def extension(self, key: str, factory: Callable[[], _T]) -> _T:
+        """The data an area's ``*_model`` module keeps under ``key``, made by ``factory`` on first use."""
+        with self.lock:
+            d = self.extensions.get(key)
+            if d is None:
+                d = self.extensions[key] = factory()
+            return cast(_T, d)
 
     # ---------------------------------------------------------------- construction
 
@@ -643,7 +664,7 @@ class Organization:
 
     def _stream_runs(self, st: Stream, lo: float, hi: float) -> Iterator[Run]:
         for k in st.slot_range(self.epoch, lo, hi):
-            run = self._overrides.get(SCHED_ID_BASE + k * self._stride + st.index)
+            run = self._overrides.get(self.slot_run_id(st, k))
             if run is None:
                 run = self._scheduled_run(st, k)
             if lo <= run.queue_time <= hi:
@@ -657,6 +678,15 @@ class Organization:
         dur = st.duration[0] + (st.duration[1] - st.duration[0]) * unit(h, 32)
         # keep sub-millisecond digits so dates carry 7 meaningful fractional digits
         return qt, qt + wait, qt + wait + dur, h
+
+    def slot_run_id(self, st: Stream, k: int) -> int:
+        """The id of the scheduled run of slot ``k`` of a stream."""
+        return SCHED_ID_BASE + k * self._stride + st.index
+
+    def slot_outcome(self, st: Stream, k: int) -> tuple[float, float, float, int, str]:
+        """(queue, start, finish, hash, result) of slot ``k`` of a stream."""
+        qt, start, ft, h = self.slot_times(st, k)
+        return qt, start, ft, h, self._slot_result(st, k, ft, h)
 
     def _slot_result(self, st: Stream, k: int, ft: float, h: int) -> str:
         res = st.overrides.get(k)
@@ -677,9 +707,8 @@ class Organization:
         return "succeeded"
 
     def _scheduled_run(self, st: Stream, k: int) -> Run:
-        qt, start, ft, h = self.slot_times(st, k)
-        result = self._slot_result(st, k, ft, h)
-        rid = SCHED_ID_BASE + k * self._stride + st.index
+        qt, start, ft, h, result = self.slot_outcome(st, k)
+        rid = self.slot_run_id(st, k)
         pl = st.pipeline
         branch = f"refs/pull/{st.pr_base + k // 4}/merge" if st.pr_base else st.branch
         tests = _tests_for(rid, pl, result) if pl.has_tests else None

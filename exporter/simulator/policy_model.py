@@ -69,10 +69,7 @@ class PolicyData:
 
 
 def policy_data(org: Organization) -> PolicyData:
-    data = org.extensions.get(KEY)
-    if data is None:
-        data = org.extensions[KEY] = PolicyData()
-    return data  # type: ignore[no-any-return]
+    return org.extension(KEY, PolicyData)
 
 
 def add_policy(org: Organization, project: str, type_id: str, scopes: list[Scope] | tuple[Scope, ...], *,

@@ -67,11 +67,7 @@ class PoolData:
 
 
 def data(org: Organization) -> PoolData:
-    with org.lock:
-        d = org.extensions.get(KEY)
-        if d is None:
-            d = org.extensions[KEY] = PoolData()
-        return d  # type: ignore[no-any-return]
+    return org.extension(KEY, PoolData)
 
 
 def add_pool(org: Organization, name: str, hosted: bool = False, pool_type: str = "automation") -> Pool:

@@ -23,11 +23,11 @@ from exporter.simulator.model import (
     DAY,
     HOUR,
     MINUTE,
-    SCHED_ID_BASE,
     Organization,
     Stream,
     hash_ints,
     hash_str,
+    time_id,
     unit,
 )
 
@@ -129,11 +129,7 @@ class ReleaseData:
 
 def data(org: Organization) -> ReleaseData:
     """The release data of ``org``, created on first use."""
-    with org.lock:
-        d = org.extensions.get(KEY)
-        if d is None:
-            d = org.extensions[KEY] = ReleaseData()
-        return d  # type: ignore[no-any-return]
+    return org.extension(KEY, ReleaseData)
 
 
 # --------------------------------------------------------------------------------------------
@@ -173,7 +169,7 @@ def add_deployment(org: Organization, definition_id: int, stage: str, started: f
             release_id = d.next_release_id
             d.next_release_id += 1
         build = org.get_run(build_id) if build_id is not None else None
-        dep = Deployment(_deployment_id(float(started), d.next_deployment_id), rd.id, rd.project_id, release_id,
+        dep = Deployment(time_id(float(started), d.next_deployment_id), rd.id, rd.project_id, release_id,
                          f"Release-{release_id}", stage,
                          attempt, float(started), completed, status, build_id,
                          build.pipeline_id if build is not None else rd.artifact_pipeline_id,
@@ -200,19 +196,15 @@ def complete_deployment(org: Organization, deployment_id: int, status: str, comp
 # --------------------------------------------------------------------------------------------
 
 
-def _deployment_id(started: float, salt: int) -> int:
-    return int(started * 1000) * 64 + salt % 64
-
-
 def release_deployments(org: Organization, rs: ReleaseStream, k: int) -> list[Deployment]:
     """The deployments of release ``k`` of a stream (all of them, whatever ``now`` is)."""
     st = rs.build_stream
     if k < st.start_k:
         return []
-    qt, start, ft, h = org.slot_times(st, k)
-    if org._slot_result(st, k, ft, h) not in ("succeeded", "partiallySucceeded"):
+    qt, start, ft, h, result = org.slot_outcome(st, k)
+    if result not in ("succeeded", "partiallySucceeded"):
         return []  # a failed build is not released
-    build_id = SCHED_ID_BASE + k * org._stride + st.index
+    build_id = org.slot_run_id(st, k)
     d = data(org)
     release_id = RELEASE_ID_BASE + k * max(1, len(d.streams)) + rs.index
     rd = rs.definition
@@ -241,7 +233,7 @@ def release_deployments(org: Organization, rs: ReleaseStream, k: int) -> list[De
                 outcome = "succeeded"
             if not outcome:
                 break
-            out.append(Deployment(_deployment_id(t, rs.index * 8 + i * 2 + attempt), rd.id, rd.project_id,
+            out.append(Deployment(time_id(t, rs.index * 8 + i * 2 + attempt), rd.id, rd.project_id,
                                   release_id, f"Release-{release_id}", rd.stages[i], attempt, t, t + dur, outcome,
                                   build_id, st.pipeline.id, f"{k % 100 + 1}",
                                   "automated" if attempt == 1 else "redeployTrigger"))
