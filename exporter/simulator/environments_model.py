@@ -23,6 +23,9 @@ from exporter.simulator.model import (
     MINUTE,
     Organization,
     Stream,
+    check_outcome,
+    check_result,
+    find_by_id,
     hash_ints,
     hash_str,
     time_id,
@@ -127,10 +130,7 @@ def add_record(org: Organization, environment_id: int, run_id: int, stage: str, 
                finish: float | None = None, result: str | None = None, stage_attempt: int = 1,
                job_attempt: int | None = None) -> Record:
     """Add an explicit record for a deployment job of run ``run_id`` (a build of the builds model)."""
-    if result is not None and result not in RESULTS:
-        raise ValueError(f"result must be one of {RESULTS} or None")
-    if (result is None) != (finish is None):
-        raise ValueError("result and finish go together")
+    check_outcome(result, finish, RESULTS, finish_name="finish")
     d = data(org)
     with org.lock:
         env = d.environments[environment_id]
@@ -147,14 +147,11 @@ def add_record(org: Organization, environment_id: int, run_id: int, stage: str, 
 
 
 def finish_record(org: Organization, record_id: int, result: str, finish: float) -> Record:
-    if result not in RESULTS:
-        raise ValueError(f"result must be one of {RESULTS}")
+    check_result(result, RESULTS)
     with org.lock:
-        for rec in data(org).explicit:
-            if rec.id == record_id:
-                rec.result, rec.finish_time = result, float(finish)
-                return rec
-    raise KeyError(f"no record {record_id}")
+        rec = find_by_id(data(org).explicit, record_id, "record")
+        rec.result, rec.finish_time = result, float(finish)
+        return rec
 
 
 # --------------------------------------------------------------------------------------------

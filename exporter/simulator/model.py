@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 MINUTE = 60.0
 HOUR = 3600.0
@@ -97,6 +97,37 @@ def slot_range(epoch: float, phase: float, jitter: float, period: float, start_k
     k0 = max(start_k, math.floor((lo - base - jitter) / period))
     k1 = math.floor((hi - base) / period)
     return range(k0, k1 + 1)
+
+
+def check_result(result: str | None, results: tuple[str, ...], name: str = "result") -> None:
+    """A finished item's ``result`` must be one of ``results``."""
+    if result not in results:
+        raise ValueError(f"{name} must be one of {results}")
+
+
+def check_outcome(result: str | None, finish: float | None, results: tuple[str, ...], name: str = "result",
+                  finish_name: str = "finish_time") -> None:
+    """An explicit item is finished (a result and a finish time) or not (neither); its result is known."""
+    if result is not None and result not in results:
+        raise ValueError(f"{name} must be one of {results} or None")
+    if (result is None) != (finish is None):
+        raise ValueError(f"{name} and {finish_name} go together")
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+_I = TypeVar("_I", bound=_Identified)
+
+
+def find_by_id(items: Iterable[_I], item_id: int, what: str) -> _I:
+    """The item with id ``item_id``; KeyError ``no {what} {item_id}`` if there is none."""
+    for item in items:
+        if item.id == item_id:
+            return item
+    raise KeyError(f"no {what} {item_id}")
 
 
 def to_ticks(t: float) -> int:
@@ -527,10 +558,7 @@ class Organization:
         requested_for: Identity | None = None,
     ) -> Run:
         """Add an explicit run. ``result`` None with ``finish_time`` None = in progress/notStarted."""
-        if result is not None and result not in RESULTS:
-            raise ValueError(f"result must be one of {RESULTS} or None")
-        if (result is None) != (finish_time is None):
-            raise ValueError("result and finish_time go together")
+        check_outcome(result, finish_time, RESULTS)
         with self.lock:
             pl = self._require_project(project).pipelines[pipeline_id]
             qt = self.now() if queue_time is None else float(queue_time)
@@ -561,8 +589,7 @@ class Organization:
         self, run_id: int, result: str, finish_time: float, tests: tuple[int, int, int] | None = None
     ) -> Run:
         """Finish a run (explicit or scheduled) with ``result`` at ``finish_time``."""
-        if result not in RESULTS:
-            raise ValueError(f"result must be one of {RESULTS}")
+        check_result(result, RESULTS)
         with self.lock:
             run = self.get_run(run_id)
             if run is None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from exporter.simulator.model import PEOPLE, Project, format_time
 from exporter.simulator.policy_model import TYPE_NAMES, PolicyConfiguration, configurations
-from exporter.simulator.server import ApiContext, ApiError, ApiResponse, Route, identity_json, list_response
+from exporter.simulator.server import ApiContext, ApiResponse, Route, identity_json, list_response
 
 DEFAULT_TOP = 100
 
@@ -42,13 +42,7 @@ def _configurations(ctx: ApiContext, m: re.Match[str]) -> ApiResponse:
     assert ctx.project is not None
     p = ctx.project
     top = min(ctx.int_param("$top", DEFAULT_TOP, minimum=1) or DEFAULT_TOP, DEFAULT_TOP)
-    start = 0
-    token = ctx.param("continuationToken")
-    if token is not None:
-        try:
-            start = int(token)
-        except ValueError:
-            raise ApiError(400, "The continuation token is not valid.", "ArgumentException") from None
+    start = ctx.int_token(0)
     wanted_type = (ctx.param("policyType") or "").lower()
     found = [c for c in configurations(ctx.org, p.id)
              if c.id >= start and (not wanted_type or c.type_id == wanted_type)]

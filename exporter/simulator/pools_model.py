@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from exporter.simulator.model import DAY, MINUTE, Organization, hash_ints, hash_str, unit
+from exporter.simulator.model import DAY, MINUTE, Organization, find_by_id, hash_ints, hash_str, unit
 
 KEY = "pools"
 BUCKET = 5 * MINUTE
@@ -116,12 +116,9 @@ def add_job_request(org: Organization, pool_name: str, queue_time: float, *, age
 
 def finish_job_request(org: Organization, request_id: int, result: str, finish_time: float) -> None:
     with org.lock:
-        for p in data(org).pools.values():
-            for req in p.explicit_requests:
-                if req.id == request_id:
-                    req.result, req.finish_time = result, float(finish_time)
-                    return
-    raise KeyError(f"no job request {request_id}")
+        requests = (req for p in data(org).pools.values() for req in p.explicit_requests)
+        req = find_by_id(requests, request_id, "job request")
+        req.result, req.finish_time = result, float(finish_time)
 
 
 def _generated_requests(org: Organization, p: Pool, now: float) -> list[JobRequest]:

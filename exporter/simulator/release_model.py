@@ -25,6 +25,9 @@ from exporter.simulator.model import (
     MINUTE,
     Organization,
     Stream,
+    check_outcome,
+    check_result,
+    find_by_id,
     hash_ints,
     hash_str,
     time_id,
@@ -156,10 +159,7 @@ def add_deployment(org: Organization, definition_id: int, stage: str, started: f
                    status: str | None = None, completed: float | None = None, attempt: int = 1,
                    release_id: int | None = None, build_id: int | None = None) -> Deployment:
     """Add an explicit deployment; ``status`` None (and no ``completed``) = in progress."""
-    if status is not None and status not in RESULTS:
-        raise ValueError(f"status must be one of {RESULTS} or None")
-    if (status is None) != (completed is None):
-        raise ValueError("status and completed go together")
+    check_outcome(status, completed, RESULTS, "status", "completed")
     d = data(org)
     with org.lock:
         rd = d.definitions[definition_id]
@@ -181,14 +181,11 @@ def add_deployment(org: Organization, definition_id: int, stage: str, started: f
 
 def complete_deployment(org: Organization, deployment_id: int, status: str, completed: float) -> Deployment:
     """Finish an explicit in-progress deployment."""
-    if status not in RESULTS:
-        raise ValueError(f"status must be one of {RESULTS}")
+    check_result(status, RESULTS, "status")
     with org.lock:
-        for dep in data(org).explicit:
-            if dep.id == deployment_id:
-                dep.status, dep.completed = status, float(completed)
-                return dep
-    raise KeyError(f"no deployment {deployment_id}")
+        dep = find_by_id(data(org).explicit, deployment_id, "deployment")
+        dep.status, dep.completed = status, float(completed)
+        return dep
 
 
 # --------------------------------------------------------------------------------------------

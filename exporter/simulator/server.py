@@ -142,6 +142,16 @@ class ApiContext:
                            "ArgumentOutOfRangeException")
         return n
 
+    def int_token(self, default: int) -> int:
+        """The integer ``continuationToken`` (an offset or an id); ``default`` when there is none."""
+        token = self.param("continuationToken")
+        if token is None:
+            return default
+        try:
+            return int(token)
+        except ValueError:
+            raise ApiError(400, "The continuation token is not valid.", "ArgumentException") from None
+
     def bool_param(self, name: str) -> bool:
         return (self.param(name) or "").lower() == "true"
 
@@ -219,13 +229,7 @@ def _projects(ctx: ApiContext, m: re.Match[str]) -> ApiResponse:
     """GET /{org}/_apis/projects: $top/$skip, continuationToken = int offset."""
     projects = ctx.org.projects
     top = ctx.int_param("$top", 100) or 100
-    skip = ctx.int_param("$skip", 0) or 0
-    token = ctx.param("continuationToken")
-    if token is not None:
-        try:
-            skip = int(token)
-        except ValueError:
-            raise ApiError(400, "The continuation token is not valid.", "ArgumentException") from None
+    skip = ctx.int_token(ctx.int_param("$skip", 0) or 0)
     page = projects[skip: skip + top]
     more = skip + top < len(projects)
     return list_response([project_json(ctx, p) for p in page], str(skip + top) if more else None)
