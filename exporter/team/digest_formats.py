@@ -121,6 +121,15 @@ def _md_code(text: str) -> str:
     return "`" + text.replace("`", "'").replace("\n", " ") + "`"
 
 
+def _md_figures(heading: str, figures: list[Figure]) -> list[str]:
+    """A section with a table of figures: now, previous and the change."""
+    lines = ["", f"## {heading}", "", "| figure | now | previous | change |", "|---|---|---|---|"]
+    for fig in figures:
+        lines.append(f"| {fig.label} | {_value(fig, fig.now)} · {fig.detail} | {_value(fig, fig.previous)} | "
+                     f"{_change(fig) or '—'} |")
+    return lines
+
+
 def render_markdown(digest: Digest) -> str:
     lines = [f"# {_title(digest)}", "", _dated(digest), "", f"**{_summary(digest)}**", ""]
     if digest.stale:
@@ -133,17 +142,9 @@ def render_markdown(digest: Digest) -> str:
     lines += ["", "## Fixed since the last digest", ""]
     lines += _fixed_listing(digest, lambda f: f"✔ {_md_code(f'{f.project} / {f.pipeline}')} on "
                             f"{_md_code(f.branch)}: {_fixed_words(f)}", bullet="- ")
-    lines += ["", f"## Team numbers{_window(digest)}", "", "| figure | now | previous | change |",
-              "|---|---|---|---|"]
-    for fig in digest.figures:
-        lines.append(f"| {fig.label} | {_value(fig, fig.now)} · {fig.detail} | {_value(fig, fig.previous)} | "
-                     f"{_change(fig) or '—'} |")
+    lines += _md_figures(f"Team numbers{_window(digest)}", digest.figures)
     if digest.dora is not None:
-        lines += ["", f"## Production (DORA){_window(digest)}", "", "| figure | now | previous | change |",
-                  "|---|---|---|---|"]
-        for fig in digest.dora:
-            lines.append(f"| {fig.label} | {_value(fig, fig.now)} · {fig.detail} | {_value(fig, fig.previous)} | "
-                         f"{_change(fig) or '—'} |")
+        lines += _md_figures(f"Production (DORA){_window(digest)}", digest.dora)
     if digest.deployments is not None:
         lines += ["", "## Last production deployments", ""]
         lines += _listing(digest.deployments, lambda d: f"{_md_code(f'{d.project} / {d.pipeline}')} to "

@@ -302,24 +302,14 @@ def _window_runs(acc: _Acc, labels: dict[str, str], value: float) -> None:
     acc.branch(labels).window_runs[labels.get("result", "")] = value
 
 
-def _fixes_count(acc: _Acc, labels: dict[str, str], value: float) -> None:
-    state = acc.branch(labels)
-    state.fixes_since_start = (value, state.fixes_since_start[1])
-
-
-def _fixes_sum(acc: _Acc, labels: dict[str, str], value: float) -> None:
-    state = acc.branch(labels)
-    state.fixes_since_start = (state.fixes_since_start[0], value)
-
-
-def _window_fixes_count(acc: _Acc, labels: dict[str, str], value: float) -> None:
-    state = acc.branch(labels)
-    state.window_fixes = (value, state.window_fixes[1])
-
-
-def _window_fixes_sum(acc: _Acc, labels: dict[str, str], value: float) -> None:
-    state = acc.branch(labels)
-    state.window_fixes = (state.window_fixes[0], value)
+def _branch_pair(attribute: str, index: int) -> Reader:
+    """Sets a branch's <attribute>[index] (a (count, sum) pair of a histogram) to the series' value."""
+    def read(acc: _Acc, labels: dict[str, str], value: float) -> None:
+        state = acc.branch(labels)
+        pair = list(getattr(state, attribute))
+        pair[index] = value
+        setattr(state, attribute, (pair[0], pair[1]))
+    return read
 
 
 def _reviews(acc: _Acc, labels: dict[str, str], value: float) -> None:
@@ -373,10 +363,10 @@ _READERS: dict[str, Reader] = {
     m.PIPELINE_LAST_RUN_RESULT.name: _last_result,
     m.PIPELINE_LAST_RUN_FINISHED_TIMESTAMP_SECONDS.name: _last_finished,
     m.PIPELINE_WINDOW_RUNS.name: _window_runs,
-    m.PIPELINE_TIME_TO_FIX_SECONDS.count: _fixes_count,
-    m.PIPELINE_TIME_TO_FIX_SECONDS.sum: _fixes_sum,
-    m.PIPELINE_WINDOW_TIME_TO_FIX_SECONDS.gcount: _window_fixes_count,
-    m.PIPELINE_WINDOW_TIME_TO_FIX_SECONDS.gsum: _window_fixes_sum,
+    m.PIPELINE_TIME_TO_FIX_SECONDS.count: _branch_pair("fixes_since_start", 0),
+    m.PIPELINE_TIME_TO_FIX_SECONDS.sum: _branch_pair("fixes_since_start", 1),
+    m.PIPELINE_WINDOW_TIME_TO_FIX_SECONDS.gcount: _branch_pair("window_fixes", 0),
+    m.PIPELINE_WINDOW_TIME_TO_FIX_SECONDS.gsum: _branch_pair("window_fixes", 1),
     m.PULL_REQUESTS_WINDOW_COMPLETED.name: _reviews,
     m.DEPLOYMENT_LAST_SUCCESS_TIMESTAMP_SECONDS.name: _last_deployment,
     m.DEPLOYMENTS_WINDOW.name: _deployments,
