@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import prometheus_client
 from prometheus_client.exposition import generate_latest
@@ -19,6 +19,9 @@ from exporter.azdo.auth import CredentialError
 from exporter.config.settings import Config, ConfigError, check_config, load_config
 from exporter.interrupts import run_interruptible
 from exporter.logging_setup import setup_logging
+
+if TYPE_CHECKING:
+    from exporter.app import Exporter
 
 log = logging.getLogger("exporter")
 
@@ -138,13 +141,20 @@ def _simulate(argv: list[str]) -> int:
     return EXIT_OK
 
 
-def _once(config: Config) -> int:
+def _exporter(config: Config) -> Exporter | None:
+    """The composed exporter, or None once it is said on stderr why its credential is unusable."""
     from exporter.app import Exporter
 
     try:
-        exporter = Exporter(config)
+        return Exporter(config)
     except CredentialError as problem:
         print(f"azdo-exporter: {problem}", file=sys.stderr)
+        return None
+
+
+def _once(config: Config) -> int:
+    exporter = _exporter(config)
+    if exporter is None:
         return EXIT_CONFIG
     try:
         errors = exporter.refresh_all_once()
@@ -159,14 +169,11 @@ def _once(config: Config) -> int:
 
 
 def _serve(config: Config, extra_shutdown: list[Any] | None = None) -> int:
-    from exporter.app import Exporter
     from exporter.serve.http_server import ExporterHTTPServer, start_server
     from exporter.team.radiator import status_page
 
-    try:
-        exporter = Exporter(config)
-    except CredentialError as problem:
-        print(f"azdo-exporter: {problem}", file=sys.stderr)
+    exporter = _exporter(config)
+    if exporter is None:
         return EXIT_CONFIG
     try:
         server = ExporterHTTPServer((config.listen_host, config.listen_port), exporter.registry,
