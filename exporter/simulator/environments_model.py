@@ -162,12 +162,10 @@ def finish_record(org: Organization, record_id: int, result: str, finish: float)
 def run_records(org: Organization, ys: YamlStream, k: int) -> list[Record]:
     """Every record of slot ``k``'s run (whatever ``now`` is)."""
     st = ys.build_stream
-    if k < st.start_k or k % ys.every:
+    build = org.slot_build(st, k) if not k % ys.every else None
+    if build is None or build.result == "canceled":
         return []
-    qt, start, ft, h, result = org.slot_outcome(st, k)
-    if result == "canceled":
-        return []
-    run_id = org.slot_run_id(st, k)
+    run_id, start, ft, result = build
     pl = st.pipeline
     d = data(org)
     envs = {e.name: e.id for e in d.environments.values() if e.project_id == ys.project_id}

@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, NamedTuple, Protocol, TypeVar, cast
 
 MINUTE = 60.0
 HOUR = 3600.0
@@ -344,6 +344,15 @@ class Stream:
     def slot_range(self, epoch: float, lo: float, hi: float) -> range:
         """Slots whose queue time may fall within [lo, hi]."""
         return slot_range(epoch, self.phase, self.jitter, self.period, self.start_k, lo, hi)
+
+
+class SlotBuild(NamedTuple):
+    """A scheduled build as the areas that follow builds see it."""
+
+    run_id: int
+    start: float
+    finish: float
+    result: str
 
 
 def full_ref(branch: str) -> str:
@@ -714,6 +723,14 @@ class Organization:
         """(queue, start, finish, hash, result) of slot ``k`` of a stream."""
         qt, start, ft, h = self.slot_times(st, k)
         return qt, start, ft, h, self._slot_result(st, k, ft, h)
+
+    def slot_build(self, st: Stream, k: int) -> SlotBuild | None:
+        """Slot ``k``'s build, for the areas that follow builds (releases, environments); None for a
+        slot before the stream's first."""
+        if k < st.start_k:
+            return None
+        qt, start, ft, h, result = self.slot_outcome(st, k)
+        return SlotBuild(self.slot_run_id(st, k), start, ft, result)
 
     def _slot_result(self, st: Stream, k: int, ft: float, h: int) -> str:
         res = st.overrides.get(k)

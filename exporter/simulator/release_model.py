@@ -196,12 +196,10 @@ def complete_deployment(org: Organization, deployment_id: int, status: str, comp
 def release_deployments(org: Organization, rs: ReleaseStream, k: int) -> list[Deployment]:
     """The deployments of release ``k`` of a stream (all of them, whatever ``now`` is)."""
     st = rs.build_stream
-    if k < st.start_k:
-        return []
-    qt, start, ft, h, result = org.slot_outcome(st, k)
-    if result not in ("succeeded", "partiallySucceeded"):
+    build = org.slot_build(st, k)
+    if build is None or build.result not in ("succeeded", "partiallySucceeded"):
         return []  # a failed build is not released
-    build_id = org.slot_run_id(st, k)
+    build_id, _, ft, _ = build
     d = data(org)
     release_id = RELEASE_ID_BASE + k * max(1, len(d.streams)) + rs.index
     rd = rs.definition
