@@ -95,19 +95,16 @@ class Exporter:
         self.api = AzureDevOpsApi(self.client, config.organization_url, config.release_url, config.audit_url)
         self.projects = ProjectDirectory(self.api, config.projects, clock, ttl=min(enabled, default=60.0) / 2,
                                          shard=config.shard)
-        self.areas: list[Area] = []
-        if config.intervals.builds > 0:
-            self.areas.append(BuildsArea(config, self.api, self.projects, clock))
-        if config.intervals.deployments > 0:
-            self.areas.append(DeploymentsArea(config, self.api, self.projects, clock))
-        if area_enabled(config, "agent_pools"):
-            self.areas.append(AgentPoolsArea(config, self.api, clock))
-        if config.intervals.pull_requests > 0:
-            self.areas.append(PullRequestsArea(config, self.api, self.projects, clock))
-        if config.intervals.policies > 0:
-            self.areas.append(PoliciesArea(config, self.api, self.projects, clock))
-        if area_enabled(config, "audit"):
-            self.areas.append(AuditArea(config, self.api, clock))
+        # area name -> how to build it, in refresh order
+        makers: dict[str, Callable[[], Area]] = {
+            "builds": lambda: BuildsArea(config, self.api, self.projects, clock),
+            "deployments": lambda: DeploymentsArea(config, self.api, self.projects, clock),
+            "agent_pools": lambda: AgentPoolsArea(config, self.api, clock),
+            "pull_requests": lambda: PullRequestsArea(config, self.api, self.projects, clock),
+            "policies": lambda: PoliciesArea(config, self.api, self.projects, clock),
+            "audit": lambda: AuditArea(config, self.api, clock),
+        }
+        self.areas: list[Area] = [make() for name, make in makers.items() if area_enabled(config, name)]
         self.registry.register(SnapshotCollector(self.areas))
         self.scheduler = Scheduler(self.areas, self.metrics, clock=clock)
 
