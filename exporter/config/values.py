@@ -13,6 +13,7 @@ import ipaddress
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import time as clock_time
 from typing import Any
@@ -280,19 +281,21 @@ def check_text(value: Any) -> str:
     return str(value).strip()
 
 
+def _one_of(key: str, choices: tuple[str, ...], problem: Callable[[], str]) -> str:
+    """`key` (a value already normalised) if it is one of `choices`, else ValueError with `problem()`."""
+    if key not in choices:
+        raise ValueError(problem())
+    return key
+
+
 def check_log_level(value: Any) -> str:
     level = str(value).strip().upper()
-    level = "WARNING" if level == "WARN" else level
-    if level not in LOG_LEVELS:
-        raise ValueError(f"invalid log level '{value}'; use one of {', '.join(LOG_LEVELS)}")
-    return level
+    return _one_of("WARNING" if level == "WARN" else level, LOG_LEVELS,
+                   lambda: f"invalid log level '{value}'; use one of {', '.join(LOG_LEVELS)}")
 
 
 def check_log_format(value: Any) -> str:
-    fmt = str(value).strip().lower()
-    if fmt not in LOG_FORMATS:
-        raise ValueError(f"invalid log format '{value}'; use text or json")
-    return fmt
+    return _one_of(str(value).strip().lower(), LOG_FORMATS, lambda: f"invalid log format '{value}'; use text or json")
 
 
 _LISTEN_HINT = "use HOST:PORT, e.g. 0.0.0.0:9862, :9862 or [::]:9862"
@@ -366,9 +369,8 @@ def check_branch(item: Any) -> str:
 
 def check_digest_to(value: Any) -> str:
     target = str(value).strip().lower()
-    if target not in DIGEST_TARGETS:
-        raise ValueError(f"unknown target '{value}'{suggest(target, DIGEST_TARGETS)}; use slack, teams or webhook")
-    return target
+    return _one_of(target, DIGEST_TARGETS,
+                   lambda: f"unknown target '{value}'{suggest(target, DIGEST_TARGETS)}; use slack, teams or webhook")
 
 
 def check_days(item: Any) -> tuple[int, ...]:
@@ -414,19 +416,17 @@ def check_state_file(value: Any) -> str:
 
 def check_auth_method(value: Any) -> str:
     method = str(value).strip().lower()
-    if method != "entra":
-        raise ValueError(f"unknown auth method '{value}'{suggest(method, ['entra'])}; use entra (a personal access "
-                         "token or bearer token is given with AZDO_PAT, pat_file, AZDO_BEARER_TOKEN or "
-                         "bearer_token_file instead)")
-    return method
+    return _one_of(method, ("entra",),
+                   lambda: f"unknown auth method '{value}'{suggest(method, ['entra'])}; use entra (a personal access "
+                   "token or bearer token is given with AZDO_PAT, pat_file, AZDO_BEARER_TOKEN or "
+                   "bearer_token_file instead)")
 
 
 def check_entra_credential(value: Any) -> str:
     name = str(value).strip().lower().replace("-", "_")
-    if name not in ENTRA_CREDENTIALS:
-        raise ValueError(f"unknown Entra ID credential '{value}'{suggest(name, ENTRA_CREDENTIALS)}; use one of "
-                         f"{', '.join(ENTRA_CREDENTIALS)}")
-    return name
+    return _one_of(name, ENTRA_CREDENTIALS,
+                   lambda: f"unknown Entra ID credential '{value}'{suggest(name, ENTRA_CREDENTIALS)}; use one of "
+                   f"{', '.join(ENTRA_CREDENTIALS)}")
 
 
 def check_readable_file(value: Any) -> str:
