@@ -290,7 +290,7 @@ class Pipeline:
     @property
     def path(self) -> str:
         """Azure DevOps folder path with backslashes: ``\\`` or ``\\infra``."""
-        return "\\" + self.folder.replace("/", "\\") if self.folder else "\\"
+        return folder_path(self.folder)
 
     @property
     def full_name(self) -> str:
@@ -353,6 +353,16 @@ class SlotBuild(NamedTuple):
     start: float
     finish: float
     result: str
+
+
+def normal_folder(folder: str) -> str:
+    """A folder as given (slashes or backslashes, leading or not) -> slash-separated, no leading slash."""
+    return folder.strip("/\\").replace("\\", "/")
+
+
+def folder_path(folder: str) -> str:
+    """A slash-separated folder ("" = root) as Azure DevOps writes it: ``\\`` or ``\\infra``."""
+    return "\\" + folder.replace("/", "\\") if folder else "\\"
 
 
 def full_ref(branch: str) -> str:
@@ -519,7 +529,7 @@ class Organization:
                 id=self._next_pipeline_id,
                 name=name,
                 project_id=p.id,
-                folder=folder.strip("/\\").replace("\\", "/"),
+                folder=normal_folder(folder),
                 default_branch=default_branch.removeprefix("refs/heads/"),
                 repository=repository or p.name,
                 has_tests=has_tests,

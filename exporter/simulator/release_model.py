@@ -28,8 +28,10 @@ from exporter.simulator.model import (
     check_outcome,
     check_result,
     find_by_id,
+    folder_path,
     hash_ints,
     hash_str,
+    normal_folder,
     time_id,
     unit,
 )
@@ -72,7 +74,7 @@ class ReleaseDefinition:
 
     @property
     def path(self) -> str:
-        return "\\" + self.folder.replace("/", "\\") if self.folder else "\\"
+        return folder_path(self.folder)
 
     def stage_id(self, stage: str) -> int:
         """definitionEnvironmentId of a stage."""
@@ -148,7 +150,7 @@ def add_release_definition(org: Organization, project: str, name: str, stages: t
     if p is None:
         raise KeyError(f"no project {project!r}")
     with org.lock:
-        rd = ReleaseDefinition(d.next_definition_id, name, p.id, folder.strip("/\\").replace("\\", "/"),
+        rd = ReleaseDefinition(d.next_definition_id, name, p.id, normal_folder(folder),
                                tuple(stages), artifact_pipeline_id, org.now() - 90 * DAY)
         d.next_definition_id += 1
         d.definitions[rd.id] = rd
