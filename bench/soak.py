@@ -56,10 +56,12 @@ from exporter.metrics import catalogue as m
 REQUEST_TIMEOUT = 2.0  # the exporter's AZDO_REQUEST_TIMEOUT during the soak
 HEALTH_DEADLINE = 5.0
 METRICS_DEADLINE = 30.0
-ALL_REASONS = ("auth", "throttled", "http_5xx", "http_4xx", "timeout", "connection", "bad_response")
-# No fault of the program answers 4xx (other than 429) or drops connections: a refresh failing with
-# one of these is a finding (e.g. a project deleted between the shared listing and its refresh).
-UNEXPECTED_REASONS = ("http_4xx", "connection")
+ALL_REASONS = ("auth", "throttled", "http_5xx", "http_4xx", "timeout", "connection", "bad_response", "internal")
+# No fault of the program answers 4xx (other than 429) or drops connections, and none may raise anything
+# but an API error: a refresh failing with one of these is a finding (e.g. a project deleted between the
+# shared listing and its refresh, or a bug).
+UNEXPECTED_REASONS = ("http_4xx", "connection", "internal")
+MAX_RESPONSE_BYTES = 4 * 2**20  # the exporter's AZDO_MAX_RESPONSE_BYTES: an endless body reaches it in about a second
 SOAK_PROJECTS = ("Soak-Appearing-1", "Soak-Appearing-2")
 
 
@@ -157,6 +159,15 @@ SINGLE_FAULTS: list[tuple[str, list[dict[str, Any]], str | None]] = [
     # never-ending header token does not apply to them, so this step leaves them out
     ("never-ending continuation token", _per_area("repeat_token", 2, only_token_paged=True), "bad_response"),
     ("Retry-After on a 200", _per_area("retry_after_ok", 2, retry_after=1), None),
+    # Hostile upstreams (issue 12): the answer trickles a byte at a time (the total deadline ends it), the
+    # body never ends (the size cap ends it), error answers echo the request's Authorization header (the
+    # PAT must appear in no output: _check_secrets), a redirect to another host (never followed).
+    ("trickling answers", _per_area("trickle", 2, delay=0.2), "timeout"),
+    ("endless body", _per_area("endless", 2, delay=0.005), "bad_response"),
+    ("credentials echoed in 401 answers", _per_area("echo_headers", 1, status=401), "auth"),
+    ("credentials echoed in 500 answers", _per_area("echo_headers", 2, status=500), "http_5xx"),
+    ("redirect to another host", _per_area("redirect", 2, status=302, location="http://127.0.0.1:9/elsewhere"),
+     "auth"),
 ]
 
 
@@ -550,7 +561,8 @@ def run_soak(duration: float, *, interval: float = 5.0, speed: float = 30.0, sca
     report = Report()
     rng = random.Random(seed)
     log_dir = Path(tempfile.mkdtemp(prefix="azdo-soak-"))
-    env = {"AZDO_REQUEST_TIMEOUT": f"{REQUEST_TIMEOUT:g}s", "AZDO_MAX_RETRIES": "1", "AZDO_LOG_LEVEL": "WARNING"}
+    env = {"AZDO_REQUEST_TIMEOUT": f"{REQUEST_TIMEOUT:g}s", "AZDO_MAX_RETRIES": "1", "AZDO_LOG_LEVEL": "WARNING",
+           "AZDO_MAX_RESPONSE_BYTES": str(MAX_RESPONSE_BYTES)}
     for area in (*COLLECTORS, "tests"):
         env[f"AZDO_INTERVAL_{area.upper()}"] = f"{interval:g}s"  # every area, at the soak's interval
     began = time.monotonic()
@@ -674,12 +686,14 @@ def run_soak(duration: float, *, interval: float = 5.0, speed: float = 30.0, sca
         _check_pull_requests(sim, first, final, t_first, t_frozen, lag * speed, report, watcher)
         _check_audit(sim, first, final, wall_first, wall_last, lag, report, watcher)
         _check_memory(report, watcher)
+        _check_secrets_live(exporter, watcher)
         if not exporter.alive():
             watcher.fail(f"exporter exited with {exporter.popen.returncode}")
         exit_code = exporter.stop()
         if exit_code != 0:
             watcher.fail(f"exporter exited with {exit_code} on SIGTERM:\n{exporter.log_tail()}")
         _check_log(exporter, watcher)
+        _check_secret_text("the exporter's log", exporter.log_path.read_bytes(), watcher)
     for line in report.lines():
         log(line)
     if report.failures:
@@ -818,6 +832,30 @@ def _check_audit(sim: Simulator, first: Samples, final: Samples, wall_first: flo
     upper = dict(sim.audit_entries_between(wall_first - lag, wall_last + 1))
     lower = {k: n for k, n in sim.audit_entries_between(wall_first, wall_last - lag).items()}
     report.truths["audit"] = _bounded("audit entries", counted, lower, upper, watcher)
+
+
+def secret_forms(secret: str = PAT) -> list[bytes]:
+    """The PAT as a leak could show it: raw, base64 of itself and of `:PAT` (the Basic form), unpadded too."""
+    forms = {secret.encode(), base64.b64encode(secret.encode()), base64.b64encode(f":{secret}".encode())}
+    return sorted(forms | {f.rstrip(b"=") for f in forms})
+
+
+def _check_secret_text(where: str, text: bytes, watcher: Watcher) -> None:
+    for form in secret_forms():
+        if form in text:
+            watcher.fail(f"{where} shows the PAT ({'raw' if form == PAT.encode() else 'encoded'}) after the "
+                         "credential-echo faults")
+
+
+def _check_secrets_live(exporter: Proc, watcher: Watcher) -> None:
+    """After upstreams echoed the Authorization header into error answers, no page shows the PAT."""
+    for path in ("/", "/metrics", "/status"):
+        try:
+            _, body, _ = http_get(f"http://127.0.0.1:{exporter.port}{path}", timeout=METRICS_DEADLINE)
+        except OSError as error:
+            watcher.fail(f"GET {path} failed: {error}")
+            continue
+        _check_secret_text(f"GET {path}", body, watcher)
 
 
 def _check_log(exporter: Proc, watcher: Watcher) -> None:
