@@ -52,6 +52,7 @@ from bench.harness import (
 )
 from bench.hostile import run_hostile
 from exporter.metrics import catalogue as m
+from exporter.serve.scheduler import BACKOFF_INTERVALS, BACKOFF_MAX
 
 REQUEST_TIMEOUT = 2.0  # the exporter's AZDO_REQUEST_TIMEOUT during the soak
 HEALTH_DEADLINE = 5.0
@@ -61,7 +62,9 @@ ALL_REASONS = ("auth", "throttled", "http_5xx", "http_4xx", "timeout", "connecti
 # but an API error: a refresh failing with one of these is a finding (e.g. a project deleted between the
 # shared listing and its refresh, or a bug).
 UNEXPECTED_REASONS = ("http_4xx", "connection", "internal")
-MAX_RESPONSE_BYTES = 4 * 2**20  # the exporter's AZDO_MAX_RESPONSE_BYTES: an endless body reaches it in about a second
+# The exporter's AZDO_MAX_RESPONSE_BYTES: above any real page here (a medium-scale builds page is over
+# 4 MiB), and an endless body sent at loopback speed passes it well within the request deadline.
+MAX_RESPONSE_BYTES = 16 * 2**20
 SOAK_PROJECTS = ("Soak-Appearing-1", "Soak-Appearing-2")
 
 
@@ -136,6 +139,14 @@ NOT_COMPARED = {
 WINDOW_MARKERS = ("_window_", "_window")
 
 
+def retry_wait(interval: float) -> float:
+    """The longest an area can wait before its next try after failures in a row: the scheduler's back-off
+    ceiling (BACKOFF_INTERVALS intervals, at most BACKOFF_MAX), plus two intervals for the refresh itself.
+    Every wait for the exporter to see a change or meet a fault allows this much, since the fault program
+    makes the areas fail several times in a row."""
+    return max(interval, min(BACKOFF_MAX, BACKOFF_INTERVALS * interval)) + 2 * interval
+
+
 def _per_area(kind: str, count: int, *, only_token_paged: bool = False, **extra: Any) -> list[dict[str, Any]]:
     """One fault object per area, each on that area's own endpoints with its own count."""
     return [{"kind": kind, "path": a.path, "count": count, **extra} for a in AREAS
@@ -163,7 +174,7 @@ SINGLE_FAULTS: list[tuple[str, list[dict[str, Any]], str | None]] = [
     # body never ends (the size cap ends it), error answers echo the request's Authorization header (the
     # PAT must appear in no output: _check_secrets), a redirect to another host (never followed).
     ("trickling answers", _per_area("trickle", 2, delay=0.2), "timeout"),
-    ("endless body", _per_area("endless", 2, delay=0.005), "bad_response"),
+    ("endless body", _per_area("endless", 2, delay=0.0), "bad_response"),
     ("credentials echoed in 401 answers", _per_area("echo_headers", 1, status=401), "auth"),
     ("credentials echoed in 500 answers", _per_area("echo_headers", 2, status=500), "http_5xx"),
     ("redirect to another host", _per_area("redirect", 2, status=302, location="http://127.0.0.1:9/elsewhere"),
@@ -588,19 +599,19 @@ def run_soak(duration: float, *, interval: float = 5.0, speed: float = 30.0, sca
         def fault_step(faults: list[dict[str, Any]]) -> Callable[[], None]:
             def step() -> None:
                 sim.faults(faults)
-                if not _wait(sim.consumed, timeout=interval * 6 + 15):
+                if not _wait(sim.consumed, timeout=retry_wait(interval) + 15):
                     watcher.fail(f"fault {faults} was not consumed by the exporter within the wait")
                 sim.clear()
             return step
 
         def appear() -> None:
             sim.projects(add=list(SOAK_PROJECTS))
-            if not _wait(lambda: _has_project(watcher.latest, SOAK_PROJECTS[0]), timeout=interval * 4 + 15):
+            if not _wait(lambda: _has_project(watcher.latest, SOAK_PROJECTS[0]), timeout=retry_wait(interval) + 15):
                 watcher.fail(f"project {SOAK_PROJECTS[0]} appeared in Azure DevOps but not in /metrics")
 
         def disappear() -> None:
             sim.projects(remove=list(SOAK_PROJECTS))
-            if not _wait(lambda: not _has_project(watcher.latest, SOAK_PROJECTS[0]), timeout=interval * 4 + 15):
+            if not _wait(lambda: not _has_project(watcher.latest, SOAK_PROJECTS[0]), timeout=retry_wait(interval) + 15):
                 watcher.fail(f"project {SOAK_PROJECTS[0]} was deleted but stays in /metrics")
 
         def jump() -> None:
@@ -640,7 +651,7 @@ def run_soak(duration: float, *, interval: float = 5.0, speed: float = 30.0, sca
 
         # -- 3. recovery: faults stop; numbers must converge -----------------------------------------------
         log("  recovery")
-        recovery_deadline = max(time.monotonic() + interval * 6 + 30, soak_began + duration)
+        recovery_deadline = max(time.monotonic() + retry_wait(interval) + 30, soak_began + duration)
 
         def cycles() -> dict[str, float]:
             return {c: _sum(watcher.latest, m.EXPORTER_REFRESH_DURATION_SECONDS.count, collector=c)
@@ -669,7 +680,7 @@ def run_soak(duration: float, *, interval: float = 5.0, speed: float = 30.0, sca
         # freeze simulated time, wait for two complete refreshes of every area, then compare with --once
         t_frozen = sim.clock(speed=1e-9)
         before = cycles()
-        if not _wait(refreshed_ok(before), timeout=interval * 6 + 30):
+        if not _wait(refreshed_ok(before), timeout=retry_wait(interval) + 30):
             watcher.fail(f"no successful refresh after the clock was frozen: {not_recovered(before)}")
         watcher.finish()
         final = watcher.scrape_once(gzip=False) or {}
