@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
-from exporter.azdo.client import API_VERSION, API_VERSION_PREVIEW, MAX_PAGES, ApiError, AzureDevOpsClient
+from exporter.azdo.client import API_VERSION, API_VERSION_PREVIEW, MAX_PAGES, ApiError, AzureDevOpsClient, next_token
 from exporter.azdo.fields import HEADS, format_time
 from exporter.azdo.records import (
     Agent,
@@ -241,9 +241,5 @@ class AzureDevOpsApi:
             token = body.get("continuationToken")
             if not isinstance(token, str) or not token:
                 raise ApiError("bad_response", f"{endpoint}: hasMore without a continuation token", endpoint=endpoint)
-            if token in tokens:
-                raise ApiError("bad_response", f"{endpoint}: continuation token repeated; stopping the listing to "
-                               "avoid an endless loop", endpoint=endpoint)
-            tokens.add(token)
-            query["continuationToken"] = token
+            query["continuationToken"] = next_token(endpoint, token, tokens)
         raise ApiError("bad_response", f"{endpoint}: more than {MAX_PAGES} pages", endpoint=endpoint)

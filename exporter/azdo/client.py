@@ -110,6 +110,16 @@ def _tls_problem(error: BaseException) -> str | None:
     return "handshake failed" if isinstance(error, requests.exceptions.SSLError) else None
 
 
+def next_token(endpoint: str, token: str, seen: set[str]) -> str:
+    """The continuation token to ask with next; a token seen before raises ApiError(bad_response) instead
+    of letting a listing loop forever."""
+    if token in seen:
+        raise ApiError("bad_response", f"{endpoint}: continuation token repeated; stopping the listing to avoid "
+                       "an endless loop", endpoint=endpoint)
+    seen.add(token)
+    return token
+
+
 class AzureDevOpsClient:
     """A client for one Azure DevOps organization (or Azure DevOps Server collection)."""
 
@@ -352,11 +362,7 @@ class AzureDevOpsClient:
             token = response.headers.get("x-ms-continuationtoken")
             if not token:
                 return
-            if token in seen:
-                raise ApiError("bad_response", f"{endpoint}: continuation token repeated; stopping the "
-                               "listing to avoid an endless loop", endpoint=endpoint)
-            seen.add(token)
-            query["continuationToken"] = token
+            query["continuationToken"] = next_token(endpoint, token, seen)
         raise ApiError("bad_response", f"{endpoint}: more than {MAX_PAGES} pages", endpoint=endpoint)
 
     def pages_by_skip(self, endpoint: str, url: str, params: Mapping[str, Any] | None = None,

@@ -80,14 +80,8 @@ class _WatchedHTTPConnection(HTTPConnection):
         super().request(*args, **kwargs)
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        _attach_current(self)
-        super().connect()
-
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _attach_current(self)
-        super().request(*args, **kwargs)
+class _WatchedHTTPSConnection(_WatchedHTTPConnection, HTTPSConnection):
+    """The same watch over TLS: the MRO puts HTTPSConnection's connect() behind _WatchedHTTPConnection's."""
 
 
 class _WatchedHTTPPool(HTTPConnectionPool):
