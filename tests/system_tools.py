@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -46,3 +48,26 @@ def require_binary(name: str) -> str:
         pytest.fail(message)
     pytest.skip(message)
     raise AssertionError("unreachable")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def require_image_build() -> None:
+    """Skip (locally) or fail (in CI) unless podman, runc and mmdebstrap are here and we are root."""
+    for tool in ("podman", "runc", "mmdebstrap"):
+        require_binary(tool)
+    if os.geteuid() != 0:
+        message = "building the image needs root (podman storage, mmdebstrap)"
+        if in_ci():
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def podman_flags() -> tuple[list[str], list[str]]:
+    """PODMAN_GLOBAL and PODMAN_RUN (the ulimits, which builds take too) from scripts/podman-flags.sh."""
+    script = f'. "{ROOT}/scripts/podman-flags.sh"; printf "%s\\0" "${{PODMAN_GLOBAL[@]}}"; printf "\\1"; ' \
+             'printf "%s\\0" "${PODMAN_RUN[@]}"'
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
+    first, second = out.split("\1")
+    return [a for a in first.split("\0") if a], [a for a in second.split("\0") if a]

@@ -21,7 +21,7 @@ import pytest
 
 from exporter.metrics import catalogue as m
 from tests.support import free_port, wait_until
-from tests.system_tools import in_ci, require_binary
+from tests.system_tools import in_ci, podman_flags, require_binary, require_image_build
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "localhost/azdo-exporter:test"
@@ -51,25 +51,10 @@ def test_dockerfile_shape() -> None:
         assert needed in text, needed
 
 
-def _podman_env() -> tuple[list[str], list[str]]:
-    """PODMAN_GLOBAL and PODMAN_RUN from scripts/podman-flags.sh."""
-    script = f'. "{ROOT}/scripts/podman-flags.sh"; printf "%s\\0" "${{PODMAN_GLOBAL[@]}}"; printf "\\1"; ' \
-             'printf "%s\\0" "${PODMAN_RUN[@]}"'
-    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
-    first, second = out.split("\1")
-    return [a for a in first.split("\0") if a], [a for a in second.split("\0") if a]
-
-
 @pytest.fixture(scope="module")
 def image() -> Iterator[list[str]]:
-    for tool in ("podman", "runc", "mmdebstrap"):
-        require_binary(tool)
-    if os.geteuid() != 0:
-        message = "building the image needs root (podman storage, mmdebstrap)"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    podman_global, _ = _podman_env()
+    require_image_build()
+    podman_global, _ = podman_flags()
     started = time.monotonic()
     proc = subprocess.run(["bash", "scripts/build-image.sh"], cwd=ROOT, capture_output=True, text=True,
                           timeout=1200, env={**os.environ, "IMAGE": IMAGE})
@@ -93,7 +78,7 @@ def test_image_labels_user_and_healthcheck(image: list[str]) -> None:
 
 
 def test_image_serves_the_demo_and_stops_quickly_on_sigterm(image: list[str]) -> None:
-    _, podman_run = _podman_env()
+    _, podman_run = podman_flags()
     port = free_port()
     name = f"azdo-exporter-smoke-{os.getpid()}"
     run = subprocess.run([*image, "run", "--detach", "--name", name, *podman_run, "--read-only",

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import exporter
-from tests.system_tools import in_ci, require_binary
+from tests.system_tools import podman_flags, require_image_build
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_IMAGE = "localhost/azdo-base:bookworm-python3"
@@ -84,12 +84,6 @@ def test_make_refuses_an_old_python_with_a_clear_message(tmp_path: Path) -> None
     assert not (tmp_path / "venv").exists()
 
 
-def _podman_global() -> list[str]:
-    script = f'. "{ROOT}/scripts/podman-flags.sh"; printf "%s\\0" "${{PODMAN_GLOBAL[@]}}" "--" "${{PODMAN_BUILD[@]}}"'
-    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
-    return [a for a in out.split("\0") if a]
-
-
 def _ca_bundle() -> str | None:
     """The CA bundle this machine trusts (a TLS-inspecting proxy's CA may be in it), for pip in the build."""
     for candidate in (os.environ.get("PIP_CERT"), os.environ.get("REQUESTS_CA_BUNDLE"),
@@ -100,16 +94,8 @@ def _ca_bundle() -> str | None:
 
 
 def test_image_builds_from_a_plain_clone_with_the_package_index(tmp_path: Path) -> None:
-    for tool in ("podman", "runc", "mmdebstrap"):
-        require_binary(tool)
-    if os.geteuid() != 0:
-        message = "building the image needs root (podman storage, mmdebstrap)"
-        if in_ci():
-            pytest.fail(message)
-        pytest.skip(message)
-    flags = _podman_global()
-    split = flags.index("--")
-    podman_global, podman_build = flags[:split], flags[split + 1:]
+    require_image_build()
+    podman_global, podman_build = podman_flags()
     base = subprocess.run(["bash", "scripts/build-image.sh"], cwd=ROOT, capture_output=True, text=True, timeout=900,
                           env={**os.environ, "BASE_ONLY": "1"})
     assert base.returncode == 0, base.stderr[-3000:]
